@@ -1,0 +1,27 @@
+//! Every on-disk magic number and format version, in one place. `docs/formats.md` describes
+//! each format byte by byte; change a layout here and there together, and bump its version.
+
+/// `DATA_DIR/MANTIS`: the layout file that pins the shard count of a data directory.
+pub const LAYOUT_FILE_NAME: &str = "MANTIS";
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// WAL segment files: `shard-<i>/wal/<first_lsn:020>.wal`.
+pub const WAL_DIR: &str = "wal";
+pub const WAL_FILE_SUFFIX: &str = ".wal";
+/// Magic at the start of every WAL chunk header ("MWAL").
+pub const WAL_CHUNK_MAGIC: u32 = 0x4d57_414c;
+pub const WAL_FORMAT_VERSION: u16 = 1;
+
+/// Segment (sorted table) files: `shard-<i>/seg/<id:016>.seg`.
+pub const SEGMENT_DIR: &str = "seg";
+pub const SEGMENT_FILE_SUFFIX: &str = ".seg";
+/// Magic at the end of every segment footer ("MSEGMENT").
+pub const SEGMENT_MAGIC: u64 = 0x4d53_4547_4d45_4e54;
+pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+
+/// Manifest files: `shard-<i>/MANIFEST-<generation:010>`, and `CURRENT` naming the live one.
+pub const MANIFEST_PREFIX: &str = "MANIFEST-";
+pub const MANIFEST_CURRENT: &str = "CURRENT";
+/// Magic of every manifest record ("MMAN").
+pub const MANIFEST_RECORD_MAGIC: u32 = 0x4d4d_414e;
+pub const MANIFEST_FORMAT_VERSION: u16 = 1;
