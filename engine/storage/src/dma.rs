@@ -17,7 +17,11 @@ fn io_error(err: glommio::GlommioError<()>) -> std::io::Error {
     }
 }
 
-fn map_err<'p>(op: &'static str, path: &'p Path, offset: u64) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError + 'p {
+fn map_err<'p>(
+    op: &'static str,
+    path: &'p Path,
+    offset: u64,
+) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError + 'p {
     move |e| StorageError::from_io(op, path, offset, io_error(e))
 }
 
@@ -45,7 +49,9 @@ impl DmaStorage {
             .read_at_aligned(0, crate::BLOCK_SIZE)
             .await
             .map_err(map_err("read probe", &probe, 0))?;
-        file.close().await.map_err(map_err("close probe", &probe, 0))?;
+        file.close()
+            .await
+            .map_err(map_err("close probe", &probe, 0))?;
         Ok(DmaStorage { _private: () })
     }
 }
@@ -72,7 +78,10 @@ impl Storage for DmaStorage {
                     opts.write(true).create_new(true);
                 }
             }
-            let file = opts.dma_open(path).await.map_err(map_err("open", path, 0))?;
+            let file = opts
+                .dma_open(path)
+                .await
+                .map_err(map_err("open", path, 0))?;
             Ok(Rc::new(DmaStorageFile {
                 file,
                 path: path.to_path_buf(),
@@ -81,18 +90,27 @@ impl Storage for DmaStorage {
     }
 
     fn remove<'a>(&'a self, path: &'a Path) -> IoFuture<'a, ()> {
-        Box::pin(async move { glommio::io::remove(path).await.map_err(map_err("remove", path, 0)) })
+        Box::pin(async move {
+            glommio::io::remove(path)
+                .await
+                .map_err(map_err("remove", path, 0))
+        })
     }
 
     fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> IoFuture<'a, ()> {
-        Box::pin(async move { glommio::io::rename(from, to).await.map_err(map_err("rename", from, 0)) })
+        Box::pin(async move {
+            glommio::io::rename(from, to)
+                .await
+                .map_err(map_err("rename", from, 0))
+        })
     }
 
     fn list<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, Vec<String>> {
         Box::pin(async move {
             // A directory listing is a handful of entries, read at start-up and after
             // compaction: a short blocking call is acceptable here.
-            let rd = std::fs::read_dir(dir).map_err(|e| StorageError::from_io("list", dir, 0, e))?;
+            let rd =
+                std::fs::read_dir(dir).map_err(|e| StorageError::from_io("list", dir, 0, e))?;
             let mut names = Vec::new();
             for entry in rd {
                 let entry = entry.map_err(|e| StorageError::from_io("list", dir, 0, e))?;
@@ -138,7 +156,12 @@ impl Storage for DmaStorage {
     fn free_bytes<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, u64> {
         Box::pin(async move {
             let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-                StorageError::from_io("statvfs", dir, 0, std::io::Error::from_raw_os_error(e as i32))
+                StorageError::from_io(
+                    "statvfs",
+                    dir,
+                    0,
+                    std::io::Error::from_raw_os_error(e as i32),
+                )
             })?;
             #[allow(clippy::unnecessary_cast)]
             Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
@@ -197,7 +220,10 @@ impl File for DmaStorageFile {
                     op: "write (short)",
                     path: self.path.clone(),
                     offset,
-                    source: std::io::Error::other(format!("wrote {written} of {} bytes", data.len())),
+                    source: std::io::Error::other(format!(
+                        "wrote {written} of {} bytes",
+                        data.len()
+                    )),
                 });
             }
             Ok(())
@@ -206,10 +232,13 @@ impl File for DmaStorageFile {
 
     fn sync(&self) -> IoFuture<'_, ()> {
         Box::pin(async move {
-            self.file.fdatasync().await.map_err(|e| StorageError::SyncFailed {
-                path: self.path.clone(),
-                source: io_error(e),
-            })
+            self.file
+                .fdatasync()
+                .await
+                .map_err(|e| StorageError::SyncFailed {
+                    path: self.path.clone(),
+                    source: io_error(e),
+                })
         })
     }
 
@@ -223,11 +252,21 @@ impl File for DmaStorageFile {
     }
 
     fn size(&self) -> IoFuture<'_, u64> {
-        Box::pin(async move { self.file.file_size().await.map_err(map_err("stat", &self.path, 0)) })
+        Box::pin(async move {
+            self.file
+                .file_size()
+                .await
+                .map_err(map_err("stat", &self.path, 0))
+        })
     }
 
     fn truncate(&self, len: u64) -> IoFuture<'_, ()> {
-        Box::pin(async move { self.file.truncate(len).await.map_err(map_err("truncate", &self.path, len)) })
+        Box::pin(async move {
+            self.file
+                .truncate(len)
+                .await
+                .map_err(map_err("truncate", &self.path, len))
+        })
     }
 
     fn close(self: Rc<Self>) -> IoFuture<'static, ()> {
@@ -235,7 +274,10 @@ impl File for DmaStorageFile {
             match Rc::try_unwrap(self) {
                 Ok(f) => {
                     let path = f.path;
-                    f.file.close().await.map_err(|e| StorageError::from_io("close", path, 0, io_error(e)))
+                    f.file
+                        .close()
+                        .await
+                        .map_err(|e| StorageError::from_io("close", path, 0, io_error(e)))
                 }
                 // Another holder still uses the file; it closes when the last one drops it.
                 Err(_) => Ok(()),

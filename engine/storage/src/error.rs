@@ -53,7 +53,12 @@ pub enum StorageError {
 
 impl StorageError {
     /// Builds an error from an `io::Error`, turning ENOSPC and EDQUOT into [`StorageError::DiskFull`].
-    pub fn from_io(op: &'static str, path: impl Into<PathBuf>, offset: u64, source: std::io::Error) -> Self {
+    pub fn from_io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        offset: u64,
+        source: std::io::Error,
+    ) -> Self {
         let path = path.into();
         match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => StorageError::DiskFull { op, path, offset },

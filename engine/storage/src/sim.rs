@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{check_write_alignment, File, IoFuture, OpenMode, Result, Storage, StorageError, BLOCK_SIZE};
+use crate::{
+    check_write_alignment, File, IoFuture, OpenMode, Result, Storage, StorageError, BLOCK_SIZE,
+};
 
 const SECTOR_SIZE: usize = 512;
 
@@ -76,7 +78,9 @@ impl SimDisk {
     fn file_mut(&mut self, path: &Path) -> Result<&mut SimFile> {
         self.files
             .get_mut(path)
-            .ok_or_else(|| StorageError::NotFound { path: path.to_path_buf() })
+            .ok_or_else(|| StorageError::NotFound {
+                path: path.to_path_buf(),
+            })
     }
 }
 
@@ -133,7 +137,9 @@ impl SimStorage {
                 let keep_bytes = match rng.gen_range(0..3) {
                     0 => 0,
                     1 => end - start,
-                    _ => (rng.gen_range(0..=BLOCK_SIZE / SECTOR_SIZE) * SECTOR_SIZE).min(end - start),
+                    _ => {
+                        (rng.gen_range(0..=BLOCK_SIZE / SECTOR_SIZE) * SECTOR_SIZE).min(end - start)
+                    }
                 };
                 if keep_bytes == 0 {
                     continue;
@@ -141,7 +147,8 @@ impl SimStorage {
                 if file.durable.len() < start + keep_bytes {
                     file.durable.resize(start + keep_bytes, 0);
                 }
-                file.durable[start..start + keep_bytes].copy_from_slice(&file.data[start..start + keep_bytes]);
+                file.durable[start..start + keep_bytes]
+                    .copy_from_slice(&file.data[start..start + keep_bytes]);
             }
             file.data = file.durable.clone();
         }
@@ -220,7 +227,9 @@ impl Storage for SimStorage {
         let mut disk = self.lock();
         let exists = disk.files.contains_key(path);
         let r = match (mode, exists) {
-            (OpenMode::Read | OpenMode::ReadWrite, false) => Err(StorageError::NotFound { path: path.to_path_buf() }),
+            (OpenMode::Read | OpenMode::ReadWrite, false) => Err(StorageError::NotFound {
+                path: path.to_path_buf(),
+            }),
             (OpenMode::CreateNew, true) => Err(StorageError::Io {
                 op: "create",
                 path: path.to_path_buf(),
@@ -245,7 +254,9 @@ impl Storage for SimStorage {
     fn remove<'a>(&'a self, path: &'a Path) -> IoFuture<'a, ()> {
         let r = match self.lock().files.remove(path) {
             Some(_) => Ok(()),
-            None => Err(StorageError::NotFound { path: path.to_path_buf() }),
+            None => Err(StorageError::NotFound {
+                path: path.to_path_buf(),
+            }),
         };
         ready(r)
     }
@@ -257,7 +268,9 @@ impl Storage for SimStorage {
                 disk.files.insert(to.to_path_buf(), f);
                 Ok(())
             }
-            None => Err(StorageError::NotFound { path: from.to_path_buf() }),
+            None => Err(StorageError::NotFound {
+                path: from.to_path_buf(),
+            }),
         };
         ready(r)
     }
@@ -434,7 +447,11 @@ impl File for SimFileHandle {
     }
 
     fn size(&self) -> IoFuture<'_, u64> {
-        let r = self.disk.lock().file_mut(&self.path).map(|f| f.data.len() as u64);
+        let r = self
+            .disk
+            .lock()
+            .file_mut(&self.path)
+            .map(|f| f.data.len() as u64);
         ready(r)
     }
 
