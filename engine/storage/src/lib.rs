@@ -83,7 +83,7 @@ pub type StorageRef = Rc<dyn Storage>;
 
 /// Checks the alignment rules of [`File::write_at`] before the kernel (or the simulation) sees it.
 pub fn check_write_alignment(path: &Path, offset: u64, len: usize) -> Result<()> {
-    if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE != 0 {
+    if !offset.is_multiple_of(BLOCK_SIZE as u64) || !len.is_multiple_of(BLOCK_SIZE) {
         return Err(StorageError::Misaligned {
             op: "write",
             path: PathBuf::from(path),
