@@ -1,0 +1,65 @@
+//! Engine configuration. Every limit is declared here, up front, with its unit in its name.
+
+use std::path::PathBuf;
+
+use mantis_storage::SimStorage;
+use mantis_table::{CachePolicy, Codec};
+
+/// The largest expiry we accept: 9999-12-31T23:59:59.999Z, in unix milliseconds.
+pub const EXPIRES_AT_MS_MAX: u64 = 253_402_300_799_999;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Number of shards; 0 means one per CPU this process may run on.
+    pub shards: usize,
+    /// Pin shard i's executor to the i-th allowed CPU.
+    pub pin_cpus: bool,
+    /// Memtable budget per shard: the active memtable is frozen and flushed at half of it, and
+    /// writers wait when active + frozen memtables reach it.
+    pub memtable_bytes_max: usize,
+    /// Block cache per shard.
+    pub block_cache_bytes: usize,
+    pub cache_policy: CachePolicy,
+    pub compression: Codec,
+    pub value_bytes_max: usize,
+    pub key_bytes_max: usize,
+    pub wal_segment_bytes: u64,
+    /// Cut the WAL at the first corrupt record instead of refusing to start.
+    pub repair_wal: bool,
+    /// Compaction starts when a shard has more than this many segments.
+    pub segments_max: usize,
+    /// Tests and the simulator: run on this simulated disk instead of O_DIRECT files.
+    pub sim_storage: Option<SimStorage>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: PathBuf::from("./data"),
+            shards: 0,
+            pin_cpus: true,
+            memtable_bytes_max: 64 << 20,
+            block_cache_bytes: 64 << 20,
+            cache_policy: CachePolicy::Lru,
+            compression: Codec::Lz4,
+            value_bytes_max: 64 << 20,
+            key_bytes_max: 64 << 10,
+            wal_segment_bytes: 64 << 20,
+            repair_wal: false,
+            segments_max: 8,
+            sim_storage: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The shard count to use: the configured one, or one per allowed CPU.
+    pub fn effective_shards(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            mantis_storage::rt::allowed_cpus().len().max(1)
+        }
+    }
+}

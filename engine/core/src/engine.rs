@@ -1,0 +1,445 @@
+//! The engine: one glommio executor thread per shard, and the handle that routes requests.
+//!
+//! Each shard's data is owned by its executor; nobody else touches it. A request for a key
+//! is run in place when the caller already is on the owning shard's executor (the fast path
+//! of a connection that landed on the right core), and otherwise sent to the owner as a
+//! message and answered back through a oneshot channel. No locks on the data path.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use glommio::{ExecutorJoinHandle, Latency, Shares};
+use mantis_storage::{DmaStorage, Storage};
+
+use crate::config::EngineConfig;
+use crate::error::{EngineError, Result};
+use crate::layout;
+use crate::record::Mutation;
+use crate::shard::{ScanRange, Shard, ShardStats};
+use crate::shard::write::{expiry_from_ttl, ValueEntry, WriteOp};
+
+/// Requests waiting for one shard, at most. Senders beyond it wait (backpressure).
+pub const SHARD_QUEUE_MAX: usize = 4096;
+
+/// Work sent to a shard: runs on its executor with the shard in hand.
+type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+enum Msg {
+    Job(Job),
+    /// Flush and stop; answer when done.
+    Shutdown(std::sync::mpsc::Sender<Result<()>>),
+    /// Stop at once without flushing: what a crash leaves behind (tests, chaos).
+    Halt,
+}
+
+thread_local! {
+    static LOCAL_SHARD: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+fn local_shard() -> Option<Rc<Shard>> {
+    LOCAL_SHARD.with(|s| s.borrow().clone())
+}
+
+/// One mutation of [`EngineHandle::write_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+}
+
+impl From<BatchOp> for Mutation {
+    fn from(op: BatchOp) -> Self {
+        match op {
+            BatchOp::Put {
+                key,
+                value,
+                expires_at_ms,
+            } => Mutation::Put {
+                key,
+                value,
+                expires_at_ms,
+            },
+            BatchOp::Delete { key } => Mutation::Delete { key },
+        }
+    }
+}
+
+struct Inner {
+    senders: Vec<flume::Sender<Msg>>,
+}
+
+/// A cheap, cloneable, thread-safe handle to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+/// FNV-1a, 64-bit: stable across versions and platforms, which placement must be (a key's
+/// shard is decided by it on every start).
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl EngineHandle {
+    pub fn shard_count(&self) -> usize {
+        self.inner.senders.len()
+    }
+
+    pub fn shard_for(&self, key: &[u8]) -> usize {
+        (key_hash(key) % self.shard_count() as u64) as usize
+    }
+
+    /// The shard whose executor runs the calling thread, if any.
+    pub fn current_shard() -> Option<usize> {
+        local_shard().map(|s| s.id)
+    }
+
+    /// Runs `f` on shard `shard` and returns its result.
+    async fn call<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if let Some(local) = local_shard() {
+            if local.id == shard {
+                return Ok(f(local).await);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let r = f(s).await;
+                let _ = tx.send(r);
+            })
+        });
+        self.inner.senders[shard]
+            .send_async(Msg::Job(job))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_entry(key).await?.map(|e| e.value))
+    }
+
+    pub async fn get_entry(&self, key: &[u8]) -> Result<Option<ValueEntry>> {
+        let key = key.to_vec();
+        self.call(self.shard_for(&key), move |s| async move { s.get_entry(&key).await })
+            .await?
+    }
+
+    /// Stores `value` under `key`, durably. `ttl` makes it expire that long from now.
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>, ttl: Option<Duration>) -> Result<()> {
+        let expires_at_ms = expiry_from_ttl(ttl)?;
+        self.put_expiring_at(key, value, expires_at_ms).await
+    }
+
+    pub async fn put_expiring_at(&self, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>) -> Result<()> {
+        self.write_batch(vec![BatchOp::Put {
+            key,
+            value,
+            expires_at_ms,
+        }])
+        .await
+    }
+
+    /// Removes `key`; true if it held a live value.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<bool> {
+        self.call(self.shard_for(&key), move |s| async move { s.delete(key).await })
+            .await?
+    }
+
+    /// Applies `ops` durably; the part of the batch that falls on one shard is atomic.
+    pub async fn write_batch(&self, ops: Vec<BatchOp>) -> Result<()> {
+        let n = self.shard_count();
+        let mut per_shard: Vec<Vec<Mutation>> = (0..n).map(|_| Vec::new()).collect();
+        for op in ops {
+            let m: Mutation = op.into();
+            per_shard[self.shard_for(m.key())].push(m);
+        }
+        let calls = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, batch)| self.call(i, move |s| async move { s.write(batch).await }));
+        let results = futures::future::join_all(calls).await;
+        for r in results {
+            r??;
+        }
+        Ok(())
+    }
+
+    /// Atomic read-modify-write of one key on its owning shard, durable before it returns.
+    pub async fn update<R, F>(&self, key: Vec<u8>, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Option<ValueEntry>) -> Result<(WriteOp, R)> + Send + 'static,
+    {
+        self.call(self.shard_for(&key), move |s| async move { s.update(key, f).await })
+            .await?
+    }
+
+    /// Up to `limit` live entries of `range`, in key order, merged across shards.
+    pub async fn scan(&self, range: ScanRange, limit: usize) -> Result<Vec<(Vec<u8>, ValueEntry)>> {
+        let calls = (0..self.shard_count()).map(|i| {
+            let range = range.clone();
+            self.call(i, move |s| async move { s.scan(&range, limit).await })
+        });
+        let mut all = Vec::new();
+        for r in futures::future::join_all(calls).await {
+            all.extend(r??);
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Live keys in the whole engine (a full scan of every shard).
+    pub async fn count_keys(&self) -> Result<u64> {
+        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.count_live().await }));
+        let mut total = 0;
+        for r in futures::future::join_all(calls).await {
+            total += r??;
+        }
+        Ok(total)
+    }
+
+    pub async fn stats(&self) -> Result<Vec<ShardStats>> {
+        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.stats() }));
+        futures::future::join_all(calls).await.into_iter().collect()
+    }
+
+    /// Flushes every shard's memtables into segments.
+    pub async fn flush(&self) -> Result<()> {
+        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.flush_all().await }));
+        for r in futures::future::join_all(calls).await {
+            r??;
+        }
+        Ok(())
+    }
+
+    /// Merges every shard's segments into one per shard.
+    pub async fn compact(&self) -> Result<()> {
+        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.compact_all().await }));
+        for r in futures::future::join_all(calls).await {
+            r??;
+        }
+        Ok(())
+    }
+
+    /// Runs a task on shard `shard`'s executor (network listeners, benchmarks).
+    pub fn spawn_on<F, Fut>(&self, shard: usize, f: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let job: Job = Box::new(move |_| Box::pin(f()));
+        self.inner
+            .senders
+            .get(shard)
+            .ok_or_else(|| EngineError::Invalid(format!("no shard {shard}")))?
+            .send(Msg::Job(job))
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+}
+
+/// The running engine. Dropping it without [`Engine::shutdown`] stops the shards without a
+/// flush (what a crash would leave, minus the lost page cache).
+pub struct Engine {
+    handle: EngineHandle,
+    threads: Vec<ExecutorJoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+impl Engine {
+    /// Starts one executor per shard and returns once every shard has recovered.
+    pub fn open(cfg: EngineConfig) -> Result<Engine> {
+        let shards = cfg.effective_shards();
+        if cfg.sim_storage.is_none() {
+            layout::open_or_create(&cfg.data_dir, shards)?;
+            mantis_storage::rt::raise_memlock_limit().map_err(|e| EngineError::Startup {
+                shard: 0,
+                reason: format!("raise RLIMIT_MEMLOCK: {e}"),
+            })?;
+        }
+        let mut senders = Vec::with_capacity(shards);
+        let mut threads = Vec::with_capacity(shards);
+        let mut ready = Vec::with_capacity(shards);
+        for id in 0..shards {
+            let (tx, rx) = flume::bounded::<Msg>(SHARD_QUEUE_MAX);
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+            let cfg = cfg.clone();
+            let builder = mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus);
+            let spawned = builder.spawn(move || async move { shard_main(id, cfg, rx, ready_tx).await });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    drop(tx);
+                    halt_all(&senders, threads);
+                    return Err(EngineError::Startup {
+                        shard: id,
+                        reason: format!("executor: {e}"),
+                    });
+                }
+            }
+            senders.push(tx);
+            ready.push(ready_rx);
+        }
+        let mut failure = None;
+        for (id, r) in ready.into_iter().enumerate() {
+            let res = r.recv().unwrap_or_else(|_| {
+                Err(EngineError::Startup {
+                    shard: id,
+                    reason: "executor exited during recovery".into(),
+                })
+            });
+            if let Err(e) = res {
+                failure.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failure {
+            halt_all(&senders, threads);
+            return Err(e);
+        }
+        Ok(Engine {
+            handle: EngineHandle {
+                inner: Arc::new(Inner { senders }),
+            },
+            threads,
+            data_dir: cfg.data_dir,
+        })
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Waits for accepted writes, flushes every memtable, closes the WALs, stops the threads.
+    pub fn shutdown(mut self) -> Result<()> {
+        let mut first_err = None;
+        let mut replies = Vec::new();
+        for s in &self.handle.inner.senders {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if s.send(Msg::Shutdown(tx)).is_ok() {
+                replies.push(rx);
+            }
+        }
+        for rx in replies {
+            if let Ok(Err(e)) = rx.recv() {
+                first_err.get_or_insert(e);
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Stops every shard at once, without flushing or closing anything: the state a crash
+    /// leaves behind. For crash tests with a simulated disk.
+    pub fn abandon(mut self) {
+        let threads = std::mem::take(&mut self.threads);
+        halt_all(&self.handle.inner.senders, threads);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let threads = std::mem::take(&mut self.threads);
+            halt_all(&self.handle.inner.senders, threads);
+        }
+    }
+}
+
+fn halt_all(senders: &[flume::Sender<Msg>], threads: Vec<ExecutorJoinHandle<()>>) {
+    for s in senders {
+        let _ = s.send(Msg::Halt);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Why a heartbeat: glommio 0.9 can miss a wake-up sent from another thread while its
+/// reactor sleeps in io_uring; a short timer bounds the delay such a miss can cause.
+const REACTOR_HEARTBEAT: Duration = Duration::from_millis(10);
+
+async fn shard_main(id: usize, cfg: EngineConfig, rx: flume::Receiver<Msg>, ready: std::sync::mpsc::Sender<Result<()>>) {
+    let dir = cfg.data_dir.join(format!("shard-{id}"));
+    let storage: Rc<dyn Storage> = match &cfg.sim_storage {
+        Some(sim) => sim.handle(),
+        None => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                let _ = ready.send(Err(EngineError::Startup {
+                    shard: id,
+                    reason: format!("create {}: {e}", dir.display()),
+                }));
+                return;
+            }
+            match DmaStorage::new(&dir).await {
+                Ok(s) => Rc::new(s),
+                Err(e) => {
+                    let _ = ready.send(Err(EngineError::storage(id, e)));
+                    return;
+                }
+            }
+        }
+    };
+    let shard = match Shard::open(id, dir, storage, cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    LOCAL_SHARD.with(|s| *s.borrow_mut() = Some(shard.clone()));
+    let heartbeat_tq = glommio::executor().create_task_queue(Shares::Static(10), Latency::NotImportant, "heartbeat");
+    let heartbeat = glommio::spawn_local_into(
+        async {
+            loop {
+                glommio::timer::sleep(REACTOR_HEARTBEAT).await;
+            }
+        },
+        heartbeat_tq,
+    );
+    let _ = ready.send(Ok(()));
+    loop {
+        match rx.recv_async().await {
+            Ok(Msg::Job(job)) => {
+                glommio::spawn_local(job(shard.clone())).detach();
+            }
+            Ok(Msg::Shutdown(reply)) => {
+                let r = shard.shutdown().await;
+                let _ = reply.send(r);
+                break;
+            }
+            Ok(Msg::Halt) | Err(_) => break,
+        }
+    }
+    drop(heartbeat);
+    LOCAL_SHARD.with(|s| *s.borrow_mut() = None);
+}
