@@ -148,7 +148,12 @@ impl Wal {
                 self.next_lsn.set(last_lsn + 1);
                 self.durable_lsn.set(last_lsn);
                 for (i, p) in batch.into_iter().enumerate() {
-                    p.slot.complete(Ok(first_lsn + i as u64));
+                    let lsn = first_lsn + i as u64;
+                    // The engine's apply hook: in LSN order, before any appender wakes.
+                    if let Some(hook) = p.on_durable {
+                        hook(lsn);
+                    }
+                    p.slot.complete(Ok(lsn));
                 }
             }
             Err(Failure { error, poison }) => {

@@ -54,7 +54,7 @@ pub use scan::Problem;
 pub use segment::{segment_file_name, SPARE_SUFFIX, TEMP_SUFFIX};
 pub use stats::WalStats;
 pub use verify::{repair, verify, TornTail, VerifyReport};
-pub use wal::Wal;
+pub use wal::{DurableHook, Wal};
 
 /// The WAL directory of a shard directory.
 pub fn wal_dir(shard_dir: &Path) -> PathBuf {

@@ -24,7 +24,13 @@ pub(crate) struct Pending {
     pub kind: u8,
     pub payload: Vec<u8>,
     pub slot: Rc<Slot>,
+    /// Called with the record's LSN after the sync that covers it, before any waiter wakes,
+    /// in LSN order across the whole log (see [`Wal::append_with`]).
+    pub on_durable: Option<DurableHook>,
 }
+
+/// A hook run once a record is durable: how the engine applies records in LSN order.
+pub type DurableHook = Box<dyn FnOnce(u64)>;
 
 impl Pending {
     pub fn cost_bytes(&self) -> usize {
@@ -167,6 +173,29 @@ impl Wal {
     /// Many concurrent appends share one write and one sync. If the future is dropped
     /// before it resolves, the record may or may not be in the log.
     pub async fn append(&self, kind: u8, payload: Vec<u8>) -> Result<u64, WalError> {
+        self.append_inner(kind, payload, None).await
+    }
+
+    /// Like [`Wal::append`], and once the record is durable — after the fdatasync, before any
+    /// appender is woken — calls `on_durable(lsn)`. Hooks run in LSN order, synchronously in
+    /// the committer, so a caller that applies records in them sees them in log order even
+    /// though the appenders wake in any order. A record that fails never runs its hook. The
+    /// hook runs even if the appender's future was dropped (the record is in the log).
+    pub async fn append_with(
+        &self,
+        kind: u8,
+        payload: Vec<u8>,
+        on_durable: DurableHook,
+    ) -> Result<u64, WalError> {
+        self.append_inner(kind, payload, Some(on_durable)).await
+    }
+
+    async fn append_inner(
+        &self,
+        kind: u8,
+        payload: Vec<u8>,
+        on_durable: Option<DurableHook>,
+    ) -> Result<u64, WalError> {
         self.check_accepting()?;
         if payload.len() > RECORD_PAYLOAD_MAX_BYTES {
             return Err(WalError::RecordTooLarge {
@@ -180,6 +209,7 @@ impl Wal {
             kind,
             payload,
             slot: slot.clone(),
+            on_durable,
         });
         self.commit_wake.notify();
         slot.wait().await

@@ -99,3 +99,156 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         futures_lite::future::yield_now().await;
     }
 }
+
+/// The simulated disk behind a switch that stops the machine: once `cut` is called, every
+/// storage call made afterwards never completes (as at a real power cut, nothing runs on).
+/// Without it, tasks that the executor still polls after the test's `crash()` would keep
+/// writing to the "crashed" disk. The simulated disk's operations take effect when called,
+/// so the switch is checked at call time.
+#[derive(Clone)]
+pub struct PowerSwitch {
+    pub sim: SimStorage,
+    off: Rc<std::cell::Cell<bool>>,
+}
+
+impl PowerSwitch {
+    pub fn new(sim: &SimStorage) -> Self {
+        PowerSwitch {
+            sim: sim.clone(),
+            off: Rc::default(),
+        }
+    }
+
+    /// Power cut: freezes every later I/O, then loses/tears unsynced blocks.
+    pub fn cut(&self) {
+        self.off.set(true);
+        self.sim.crash();
+    }
+
+    pub fn handle(&self) -> Rc<dyn Storage> {
+        Rc::new(self.clone())
+    }
+}
+
+fn frozen<'a, T: 'a>() -> mantis_storage::IoFuture<'a, T> {
+    Box::pin(std::future::pending())
+}
+
+impl Storage for PowerSwitch {
+    fn open<'a>(
+        &'a self,
+        path: &'a Path,
+        mode: mantis_storage::OpenMode,
+    ) -> mantis_storage::IoFuture<'a, Rc<dyn mantis_storage::File>> {
+        if self.off.get() {
+            return frozen();
+        }
+        let inner = self.sim.open(path, mode);
+        let off = self.off.clone();
+        Box::pin(async move {
+            let f = inner.await?;
+            Ok(Rc::new(SwitchedFile { inner: f, off }) as Rc<dyn mantis_storage::File>)
+        })
+    }
+    fn remove<'a>(&'a self, path: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.remove(path)
+    }
+    fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.rename(from, to)
+    }
+    fn list<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, Vec<String>> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.list(dir)
+    }
+    fn create_dir_all<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.create_dir_all(dir)
+    }
+    fn sync_dir<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.sync_dir(dir)
+    }
+    fn exists<'a>(&'a self, path: &'a Path) -> mantis_storage::IoFuture<'a, bool> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.exists(path)
+    }
+    fn free_bytes<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, u64> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.sim.free_bytes(dir)
+    }
+}
+
+struct SwitchedFile {
+    inner: Rc<dyn mantis_storage::File>,
+    off: Rc<std::cell::Cell<bool>>,
+}
+
+impl mantis_storage::File for SwitchedFile {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> mantis_storage::IoFuture<'_, Vec<u8>> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.read_at(offset, len)
+    }
+    fn read_up_to(&self, offset: u64, len: usize) -> mantis_storage::IoFuture<'_, Vec<u8>> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.read_up_to(offset, len)
+    }
+    fn write_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> mantis_storage::IoFuture<'a, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.write_at(offset, data)
+    }
+    fn sync(&self) -> mantis_storage::IoFuture<'_, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.sync()
+    }
+    fn allocate(&self, offset: u64, len: u64) -> mantis_storage::IoFuture<'_, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.allocate(offset, len)
+    }
+    fn size(&self) -> mantis_storage::IoFuture<'_, u64> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.size()
+    }
+    fn truncate(&self, len: u64) -> mantis_storage::IoFuture<'_, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.truncate(len)
+    }
+    fn close(self: Rc<Self>) -> mantis_storage::IoFuture<'static, ()> {
+        if self.off.get() {
+            return frozen();
+        }
+        self.inner.clone().close()
+    }
+}
