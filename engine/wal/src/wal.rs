@@ -196,8 +196,12 @@ impl Wal {
         payload: Vec<u8>,
         on_durable: Option<DurableHook>,
     ) -> Result<u64, WalError> {
-        self.check_accepting()?;
+        if let Err(e) = self.check_accepting() {
+            self.stats.borrow_mut().appends_failed += 1;
+            return Err(e);
+        }
         if payload.len() > RECORD_PAYLOAD_MAX_BYTES {
+            self.stats.borrow_mut().appends_failed += 1;
             return Err(WalError::RecordTooLarge {
                 shard: self.shard,
                 len_bytes: payload.len(),

@@ -167,3 +167,37 @@ fn pending_batch_is_bounded() {
         assert!(st.bytes_written / st.commits <= 12 * 1024, "{st:?}");
     });
 }
+
+#[test]
+fn durable_hooks_run_in_lsn_order_before_appenders_wake() {
+    let sim = SimStorage::new(14);
+    run(|| async move {
+        let (wal, _, _) = open_collect(sim.handle(), &wal_path(), small_cfg(), 0)
+            .await
+            .unwrap();
+        let applied: Rc<RefCell<Vec<u64>>> = Rc::default();
+        let mut tasks = Vec::new();
+        for t in 0..16u64 {
+            let (wal, applied) = (wal.clone(), applied.clone());
+            tasks.push(glommio::spawn_local(async move {
+                for i in 0..10 {
+                    let a2 = applied.clone();
+                    let hook: mantis_wal::DurableHook =
+                        Box::new(move |lsn| a2.borrow_mut().push(lsn));
+                    let lsn = wal
+                        .append_with(1, payload(3, t * 100 + i, 700), hook)
+                        .await
+                        .unwrap();
+                    assert!(
+                        applied.borrow().contains(&lsn),
+                        "hook ran before the wake-up"
+                    );
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(*applied.borrow(), (1..=160).collect::<Vec<_>>());
+    });
+}
