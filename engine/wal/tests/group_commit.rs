@@ -39,6 +39,10 @@ async fn concurrent_load(storage: Rc<dyn Storage>, dir: &Path, cfg: WalConfig) {
     }
     let total = APPENDERS * APPENDS_EACH;
     let st = wal.stats();
+    eprintln!(
+        "{total} appends: {} syncs, last/max sync {}/{} us",
+        st.syncs, st.sync_latency_last_us, st.sync_latency_max_us
+    );
     assert_eq!(st.records_appended, total);
     assert!(
         st.syncs < total / 4,

@@ -109,6 +109,8 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 pub struct PowerSwitch {
     pub sim: SimStorage,
     off: Rc<std::cell::Cell<bool>>,
+    /// Storage calls left before the power goes off by itself (`None`: no limit).
+    budget: Rc<std::cell::Cell<Option<u64>>>,
 }
 
 impl PowerSwitch {
@@ -116,7 +118,27 @@ impl PowerSwitch {
         PowerSwitch {
             sim: sim.clone(),
             off: Rc::default(),
+            budget: Rc::default(),
         }
+    }
+
+    /// Cuts the power when the `calls`-th storage call from now is made.
+    pub fn cut_after(&self, calls: u64) {
+        self.budget.set(Some(calls));
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.off.get()
+    }
+
+    /// True when this call must not happen (the power is off, or goes off now).
+    fn gate(&self) -> bool {
+        match self.budget.get() {
+            Some(0) if !self.off.get() => self.cut(),
+            Some(n) if n > 0 => self.budget.set(Some(n - 1)),
+            _ => {}
+        }
+        self.off.get()
     }
 
     /// Power cut: freezes every later I/O, then loses/tears unsynced blocks.
@@ -140,54 +162,54 @@ impl Storage for PowerSwitch {
         path: &'a Path,
         mode: mantis_storage::OpenMode,
     ) -> mantis_storage::IoFuture<'a, Rc<dyn mantis_storage::File>> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         let inner = self.sim.open(path, mode);
-        let off = self.off.clone();
+        let switch = self.clone();
         Box::pin(async move {
             let f = inner.await?;
-            Ok(Rc::new(SwitchedFile { inner: f, off }) as Rc<dyn mantis_storage::File>)
+            Ok(Rc::new(SwitchedFile { inner: f, switch }) as Rc<dyn mantis_storage::File>)
         })
     }
     fn remove<'a>(&'a self, path: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.remove(path)
     }
     fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.rename(from, to)
     }
     fn list<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, Vec<String>> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.list(dir)
     }
     fn create_dir_all<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.create_dir_all(dir)
     }
     fn sync_dir<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, ()> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.sync_dir(dir)
     }
     fn exists<'a>(&'a self, path: &'a Path) -> mantis_storage::IoFuture<'a, bool> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.exists(path)
     }
     fn free_bytes<'a>(&'a self, dir: &'a Path) -> mantis_storage::IoFuture<'a, u64> {
-        if self.off.get() {
+        if self.gate() {
             return frozen();
         }
         self.sim.free_bytes(dir)
@@ -196,7 +218,7 @@ impl Storage for PowerSwitch {
 
 struct SwitchedFile {
     inner: Rc<dyn mantis_storage::File>,
-    off: Rc<std::cell::Cell<bool>>,
+    switch: PowerSwitch,
 }
 
 impl mantis_storage::File for SwitchedFile {
@@ -204,49 +226,49 @@ impl mantis_storage::File for SwitchedFile {
         self.inner.path()
     }
     fn read_at(&self, offset: u64, len: usize) -> mantis_storage::IoFuture<'_, Vec<u8>> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.read_at(offset, len)
     }
     fn read_up_to(&self, offset: u64, len: usize) -> mantis_storage::IoFuture<'_, Vec<u8>> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.read_up_to(offset, len)
     }
     fn write_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> mantis_storage::IoFuture<'a, ()> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.write_at(offset, data)
     }
     fn sync(&self) -> mantis_storage::IoFuture<'_, ()> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.sync()
     }
     fn allocate(&self, offset: u64, len: u64) -> mantis_storage::IoFuture<'_, ()> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.allocate(offset, len)
     }
     fn size(&self) -> mantis_storage::IoFuture<'_, u64> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.size()
     }
     fn truncate(&self, len: u64) -> mantis_storage::IoFuture<'_, ()> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.truncate(len)
     }
     fn close(self: Rc<Self>) -> mantis_storage::IoFuture<'static, ()> {
-        if self.off.get() {
+        if self.switch.gate() {
             return frozen();
         }
         self.inner.clone().close()
