@@ -126,7 +126,7 @@ impl Shard {
         let path = self.segment_path(id);
         let lsn_max = mem.borrow().lsn_max();
         let opts = self.writer_options();
-        let mut writer = SegmentWriter::create(self.storage.clone(), &path, opts)
+        let mut writer = SegmentWriter::create(&self.storage, &path, opts)
             .await
             .map_err(|e| EngineError::table(self.id, e))?;
         // The frozen memtable is never mutated again, so iterating it across awaits is sound;
@@ -155,13 +155,13 @@ impl Shard {
             .sync_dir(&self.seg_dir())
             .await
             .map_err(|e| EngineError::storage(self.id, e))?;
-        let seg = Segment::open(self.storage.clone(), &path, id, self.cache.clone())
+        let seg = Segment::open(&self.storage, &path, id, self.cache.clone())
             .await
             .map_err(|e| EngineError::table(self.id, e))?;
         let r = SegmentRef {
             id,
-            size_bytes: meta.size_bytes,
-            entries: meta.entries,
+            size_bytes: meta.file_size_bytes,
+            entries: meta.properties.entry_count,
             lsn_max,
         };
         let mut next_state = self.state.borrow().manifest.clone();
@@ -242,7 +242,7 @@ impl Shard {
             let w = match &mut writer {
                 Some(w) => w,
                 None => writer.insert(
-                    SegmentWriter::create(self.storage.clone(), &path, self.writer_options())
+                    SegmentWriter::create(&self.storage, &path, self.writer_options())
                         .await
                         .map_err(|e| EngineError::table(self.id, e))?,
                 ),
@@ -263,17 +263,17 @@ impl Shard {
                     .sync_dir(&self.seg_dir())
                     .await
                     .map_err(|e| EngineError::storage(self.id, e))?;
-                let seg = Segment::open(self.storage.clone(), &path, id, self.cache.clone())
+                let seg = Segment::open(&self.storage, &path, id, self.cache.clone())
                     .await
                     .map_err(|e| EngineError::table(self.id, e))?;
                 self.counters
                     .compaction_bytes_written
-                    .set(self.counters.compaction_bytes_written.get() + meta.size_bytes);
+                    .set(self.counters.compaction_bytes_written.get() + meta.file_size_bytes);
                 Some(Rc::new(LiveSegment {
                     r: SegmentRef {
                         id,
-                        size_bytes: meta.size_bytes,
-                        entries: meta.entries,
+                        size_bytes: meta.file_size_bytes,
+                        entries: meta.properties.entry_count,
                         lsn_max,
                     },
                     seg,

@@ -232,10 +232,10 @@ impl Shard {
             memtables_frozen: st.frozen.len() as u64,
             segments: st.segments.len() as u64,
             segment_bytes: st.segments.iter().map(|s| s.r.size_bytes).sum(),
-            wal_records: wal.records,
+            wal_records: wal.records_appended,
             wal_bytes_written: wal.bytes_written,
             wal_syncs: wal.syncs,
-            wal_sync_latency_us_max: wal.sync_latency_us_max,
+            wal_sync_latency_us_max: wal.sync_latency_max_us,
             flushes: c.flushes.get(),
             compactions: c.compactions.get(),
             compaction_bytes_written: c.compaction_bytes_written.get(),
@@ -246,7 +246,7 @@ impl Shard {
             corruption_errors: c.corruption_errors.get(),
             cache_hits: cache.hits,
             cache_misses: cache.misses,
-            cache_bytes: cache.size_bytes as u64,
+            cache_bytes: cache.used_bytes as u64,
             torn_tail_bytes: c.torn_tail_bytes.get(),
             recovered_records: c.recovered_records.get(),
             last_lsn: self.wal.last_durable_lsn(),
@@ -313,7 +313,7 @@ async fn open_segments(
     let mut out = Vec::with_capacity(mstate.segments.len());
     for r in &mstate.segments {
         let path = segment_path(dir, r.id);
-        let seg = Segment::open(storage.clone(), &path, r.id, cache.clone())
+        let seg = Segment::open(storage, &path, r.id, cache.clone())
             .await
             .map_err(|e| EngineError::table(id, e))?;
         out.push(Rc::new(LiveSegment { r: r.clone(), seg }));

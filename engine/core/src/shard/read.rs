@@ -132,7 +132,7 @@ impl Merger {
     pub fn over_segments(shard: usize, segments: &[Rc<super::LiveSegment>], range: &ScanRange) -> Merger {
         let sources: Vec<Source> = segments
             .iter()
-            .map(|s| Source::Seg(s.seg.iter(range.start.clone(), range.end.clone())))
+            .map(|s| Source::Seg(s.seg.iter((as_ref_bound(&range.start), as_ref_bound(&range.end)))))
             .collect();
         let n = sources.len();
         Merger {
@@ -213,7 +213,7 @@ impl Shard {
             });
         }
         for s in &st.segments {
-            sources.push(Source::Seg(s.seg.iter(range.start.clone(), range.end.clone())));
+            sources.push(Source::Seg(s.seg.iter((as_ref_bound(&range.start), as_ref_bound(&range.end)))));
         }
         let n = sources.len();
         Merger {

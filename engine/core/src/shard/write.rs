@@ -131,7 +131,8 @@ impl Shard {
 
     fn memtable_bytes(&self) -> usize {
         let st = self.state.borrow();
-        st.active.borrow().size_bytes() + st.frozen.iter().map(|m| m.borrow().size_bytes()).sum::<usize>()
+        let active = st.active.borrow().size_bytes();
+        active + st.frozen.iter().map(|m| m.borrow().size_bytes()).sum::<usize>()
     }
 
     /// Writes a batch atomically and durably. Returns once it is synced and visible.
