@@ -62,6 +62,12 @@ struct EngineArgs {
     /// Memtable budget per shard, in MiB (default: the engine's default).
     #[arg(long)]
     memtable_mib: Option<usize>,
+    /// Keys per write of the load (1: single puts; more: write_batch).
+    #[arg(long, default_value_t = 1)]
+    load_batch_ops: usize,
+    /// Concurrent writers per shard during the load.
+    #[arg(long, default_value_t = 64)]
+    load_writers_per_shard: usize,
     /// Skip the full compaction after the load.
     #[arg(long)]
     no_compact: bool,
@@ -89,6 +95,8 @@ impl EngineArgs {
         if let Some(m) = self.memtable_mib {
             cfg.memtable_bytes_max = m << 20;
         }
+        cfg.load_batch_ops = self.load_batch_ops.max(1);
+        cfg.load_writers_per_shard = self.load_writers_per_shard.max(1);
         cfg.compact_after_load = !self.no_compact;
         cfg.keep_data = self.keep_data;
         cfg

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mantis_engine::{BatchOp, EngineHandle, ShardStats};
+use mantis_engine::{EngineHandle, ShardStats};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -18,8 +18,8 @@ use crate::error::BenchError;
 use crate::hist::{LatencyHist, LatencySummary};
 
 const HOT_PREFIX: &[u8; 4] = b"hot:";
-/// Puts per write_batch when writing the hot set.
-const HOT_BATCH_OPS: usize = 100;
+/// Concurrent writers per shard when writing the hot set.
+const HOT_WRITERS: usize = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CachedGetFigures {
@@ -91,19 +91,25 @@ async fn write_hot_set(
         indexes.push(i);
         i += 1;
     }
-    for chunk in indexes.chunks(HOT_BATCH_OPS) {
-        let ops = chunk
-            .iter()
-            .map(|&i| BatchOp::Put {
-                key: keys::key(HOT_PREFIX, i),
-                value: keys::value(i, value_bytes),
-                expires_at_ms: None,
+    // Concurrent single-key puts: they share WAL syncs through group commit.
+    let indexes = std::rc::Rc::new(indexes);
+    let tasks: Vec<_> = (0..HOT_WRITERS)
+        .map(|w| {
+            let (h, indexes) = (h.clone(), indexes.clone());
+            glommio::spawn_local(async move {
+                for &i in indexes.iter().skip(w).step_by(HOT_WRITERS) {
+                    h.put(keys::key(HOT_PREFIX, i), keys::value(i, value_bytes), None)
+                        .await
+                        .map_err(engine_err("cached gets: write hot set"))?;
+                }
+                Ok::<(), BenchError>(())
             })
-            .collect();
-        h.write_batch(ops)
-            .await
-            .map_err(engine_err("cached gets: write hot set"))?;
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
     }
+    let indexes = std::rc::Rc::try_unwrap(indexes).unwrap_or_else(|rc| rc.as_ref().clone());
     Ok(indexes)
 }
 
