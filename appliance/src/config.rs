@@ -1,0 +1,516 @@
+//! Configuration: defaults, then the TOML file (`--config`), then `MANTIS_*` environment
+//! variables, then command-line flags; each later source wins. clap reads flags and the
+//! environment (flags win there already); the file only fills what neither gave.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{option}: cannot resolve address {value:?}: {reason}")]
+    Address {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to start: {option} = {addr} is not a loopback address and no password is set; \
+         set `password` (or --password-file / MANTIS_PASSWORD) so clients must authenticate, \
+         or bind to 127.0.0.1"
+    )]
+    InsecureBind {
+        option: &'static str,
+        addr: SocketAddr,
+    },
+    #[error("{option}: {reason}")]
+    Invalid {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CachePolicyName {
+    Lru,
+    Lfu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionName {
+    None,
+    Lz4,
+    Snappy,
+    Zstd,
+}
+
+/// Command-line flags. Every flag can also be given as the `MANTIS_*` variable shown, or as the
+/// same key (with underscores) in the TOML file.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "mantisd",
+    version,
+    about = "MantisDB appliance daemon: a shard-per-core key-value store speaking RESP and HTTP",
+    long_about = "MantisDB appliance daemon.\n\nSettings come from defaults, then the TOML file \
+        given by --config, then MANTIS_* environment variables, then flags (later wins). \
+        With no settings at all it stores data in ./data and listens on 127.0.0.1 only."
+)]
+pub struct Cli {
+    /// TOML configuration file (keys are the long option names with '_' for '-').
+    #[arg(long, env = "MANTIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the data (one sub-directory per shard). [default: ./data]
+    #[arg(long, env = "MANTIS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (one glommio executor each); 0 = one per CPU this process may use. [default: 0]
+    #[arg(long, env = "MANTIS_SHARDS", value_name = "N")]
+    pub shards: Option<usize>,
+    /// Pin each shard to its own CPU. [default: true]
+    #[arg(long, env = "MANTIS_PIN_CPUS", value_name = "BOOL")]
+    pub pin_cpus: Option<bool>,
+    /// RESP (Redis protocol) listen address, host:port. [default: 127.0.0.1:6380]
+    #[arg(long, env = "MANTIS_RESP_ADDR", value_name = "HOST:PORT")]
+    pub resp_addr: Option<String>,
+    /// PostgreSQL wire protocol listen address, host:port (served by the SQL front end when it is
+    /// built in; checked for the loopback/password rule either way). [default: 127.0.0.1:5433]
+    #[arg(long, env = "MANTIS_PG_ADDR", value_name = "HOST:PORT")]
+    pub pg_addr: Option<String>,
+    /// HTTP listen address (REST API, /metrics, /health), host:port. [default: 127.0.0.1:8080]
+    #[arg(long, env = "MANTIS_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+    /// Password for RESP AUTH and HTTP "Authorization: Bearer"; required to bind a non-loopback
+    /// address. Prefer --password-file or the environment: flags show in `ps`.
+    #[arg(
+        long,
+        env = "MANTIS_PASSWORD",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// File whose first line is the password (for systemd credentials / secrets).
+    #[arg(long, env = "MANTIS_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Most client connections at once, all protocols and shards together. [default: 10000]
+    #[arg(long, env = "MANTIS_CONNECTIONS_MAX", value_name = "N")]
+    pub connections_max: Option<usize>,
+    /// Close a connection idle (or stalled mid-request) this long, in seconds; 0 = never. [default: 300]
+    #[arg(long, env = "MANTIS_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// On SIGTERM, wait this long for in-flight requests before flushing anyway, in seconds. [default: 30]
+    #[arg(long, env = "MANTIS_DRAIN_TIMEOUT_SECS", value_name = "SECS")]
+    pub drain_timeout_secs: Option<u64>,
+    /// Largest request one RESP connection may buffer (all arguments of one command), in bytes. [default: value limit x 2 + 1 MiB]
+    #[arg(long, env = "MANTIS_REQUEST_BYTES_MAX", value_name = "BYTES")]
+    pub request_bytes_max: Option<usize>,
+    /// Largest HTTP request body, in bytes; larger gets 413. [default: value limit + 64 KiB]
+    #[arg(long, env = "MANTIS_HTTP_BODY_BYTES_MAX", value_name = "BYTES")]
+    pub http_body_bytes_max: Option<usize>,
+    /// Largest HTTP request head (request line + headers), in bytes; larger gets 431. [default: 16384]
+    #[arg(long, env = "MANTIS_HTTP_HEADER_BYTES_MAX", value_name = "BYTES")]
+    pub http_header_bytes_max: Option<usize>,
+    /// Largest value, in bytes. [default: 67108864]
+    #[arg(long, env = "MANTIS_VALUE_BYTES_MAX", value_name = "BYTES")]
+    pub value_bytes_max: Option<usize>,
+    /// Largest key, in bytes. [default: 65536]
+    #[arg(long, env = "MANTIS_KEY_BYTES_MAX", value_name = "BYTES")]
+    pub key_bytes_max: Option<usize>,
+    /// Memtable budget per shard, in bytes. [default: 67108864]
+    #[arg(long, env = "MANTIS_MEMTABLE_BYTES_MAX", value_name = "BYTES")]
+    pub memtable_bytes_max: Option<usize>,
+    /// Block cache per shard, in bytes. [default: 67108864]
+    #[arg(long, env = "MANTIS_BLOCK_CACHE_BYTES", value_name = "BYTES")]
+    pub block_cache_bytes: Option<usize>,
+    /// Block cache eviction policy. [default: lru]
+    #[arg(long, env = "MANTIS_CACHE_POLICY", value_enum)]
+    pub cache_policy: Option<CachePolicyName>,
+    /// Segment block compression. [default: lz4]
+    #[arg(long, env = "MANTIS_COMPRESSION", value_enum)]
+    pub compression: Option<CompressionName>,
+    /// zstd level when compression = zstd. [default: 3]
+    #[arg(long, env = "MANTIS_ZSTD_LEVEL", value_name = "LEVEL")]
+    pub zstd_level: Option<i32>,
+    /// WAL segment file size, in bytes. [default: 67108864]
+    #[arg(long, env = "MANTIS_WAL_SEGMENT_BYTES", value_name = "BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+    /// Cut the WAL at the first corrupt record instead of refusing to start (loses the records
+    /// after it: use only after reading docs/operations.md).
+    #[arg(long, env = "MANTIS_REPAIR_WAL", value_name = "BOOL")]
+    pub repair_wal: Option<bool>,
+    /// Log format. [default: text]
+    #[arg(long, env = "MANTIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "mantisd=debug,info"). [default: info]
+    #[arg(long, env = "MANTIS_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub shards: Option<usize>,
+    pub pin_cpus: Option<bool>,
+    pub resp_addr: Option<String>,
+    pub pg_addr: Option<String>,
+    pub http_addr: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub connections_max: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
+    pub request_bytes_max: Option<usize>,
+    pub http_body_bytes_max: Option<usize>,
+    pub http_header_bytes_max: Option<usize>,
+    pub value_bytes_max: Option<usize>,
+    pub key_bytes_max: Option<usize>,
+    pub memtable_bytes_max: Option<usize>,
+    pub block_cache_bytes: Option<usize>,
+    pub cache_policy: Option<CachePolicyName>,
+    pub compression: Option<CompressionName>,
+    pub zstd_level: Option<i32>,
+    pub wal_segment_bytes: Option<u64>,
+    pub repair_wal: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+}
+
+/// The resolved configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub pin_cpus: bool,
+    pub resp_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub password: Option<String>,
+    pub connections_max: usize,
+    /// None = connections never time out.
+    pub idle_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
+    pub request_bytes_max: usize,
+    pub http_body_bytes_max: usize,
+    pub http_header_bytes_max: usize,
+    pub value_bytes_max: usize,
+    pub key_bytes_max: usize,
+    pub memtable_bytes_max: usize,
+    pub block_cache_bytes: usize,
+    pub cache_policy: CachePolicyName,
+    pub compression: CompressionName,
+    pub zstd_level: i32,
+    pub wal_segment_bytes: u64,
+    pub repair_wal: bool,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
+pub const PG_ADDR_DEFAULT: &str = "127.0.0.1:5433";
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
+/// hyper refuses buffers below 8 KiB; 16 KiB fits any sane request head.
+pub const HTTP_HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
+const HTTP_HEADER_BYTES_MIN: usize = 8 * 1024;
+
+impl Config {
+    /// Reads the file named by `cli.config` (if any) and resolves everything.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::resolve(cli, file)
+    }
+
+    /// Merges flags/env (`cli`) over the file over defaults, then validates.
+    pub fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let value_bytes_max = cli
+            .value_bytes_max
+            .or(file.value_bytes_max)
+            .unwrap_or(64 << 20);
+        let password = match cli.password.or(file.password) {
+            Some(p) => Some(p),
+            None => match cli.password_file.or(file.password_file) {
+                Some(path) => Some(read_password_file(&path)?),
+                None => None,
+            },
+        };
+        let idle_timeout_secs = cli
+            .idle_timeout_secs
+            .or(file.idle_timeout_secs)
+            .unwrap_or(300);
+        let config = Config {
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "./data".into()),
+            shards: cli.shards.or(file.shards).unwrap_or(0),
+            pin_cpus: cli.pin_cpus.or(file.pin_cpus).unwrap_or(true),
+            resp_addr: address(
+                "resp_addr",
+                cli.resp_addr.or(file.resp_addr),
+                RESP_ADDR_DEFAULT,
+            )?,
+            pg_addr: address("pg_addr", cli.pg_addr.or(file.pg_addr), PG_ADDR_DEFAULT)?,
+            http_addr: address(
+                "http_addr",
+                cli.http_addr.or(file.http_addr),
+                HTTP_ADDR_DEFAULT,
+            )?,
+            password: password.filter(|p| !p.is_empty()),
+            connections_max: cli
+                .connections_max
+                .or(file.connections_max)
+                .unwrap_or(10_000),
+            idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
+            drain_timeout: Duration::from_secs(
+                cli.drain_timeout_secs
+                    .or(file.drain_timeout_secs)
+                    .unwrap_or(30),
+            ),
+            request_bytes_max: cli
+                .request_bytes_max
+                .or(file.request_bytes_max)
+                .unwrap_or(value_bytes_max.saturating_mul(2).saturating_add(1 << 20)),
+            http_body_bytes_max: cli
+                .http_body_bytes_max
+                .or(file.http_body_bytes_max)
+                .unwrap_or(value_bytes_max.saturating_add(64 << 10)),
+            http_header_bytes_max: cli
+                .http_header_bytes_max
+                .or(file.http_header_bytes_max)
+                .unwrap_or(HTTP_HEADER_BYTES_MAX_DEFAULT),
+            value_bytes_max,
+            key_bytes_max: cli.key_bytes_max.or(file.key_bytes_max).unwrap_or(64 << 10),
+            memtable_bytes_max: cli
+                .memtable_bytes_max
+                .or(file.memtable_bytes_max)
+                .unwrap_or(64 << 20),
+            block_cache_bytes: cli
+                .block_cache_bytes
+                .or(file.block_cache_bytes)
+                .unwrap_or(64 << 20),
+            cache_policy: cli
+                .cache_policy
+                .or(file.cache_policy)
+                .unwrap_or(CachePolicyName::Lru),
+            compression: cli
+                .compression
+                .or(file.compression)
+                .unwrap_or(CompressionName::Lz4),
+            zstd_level: cli.zstd_level.or(file.zstd_level).unwrap_or(3),
+            wal_segment_bytes: cli
+                .wal_segment_bytes
+                .or(file.wal_segment_bytes)
+                .unwrap_or(64 << 20),
+            repair_wal: cli.repair_wal.or(file.repair_wal).unwrap_or(false),
+            log_format: cli
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log_level: cli
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.password.is_none() {
+            for (option, addr) in self.listen_addrs() {
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::InsecureBind { option, addr });
+                }
+            }
+        }
+        if self.http_header_bytes_max < HTTP_HEADER_BYTES_MIN {
+            return Err(ConfigError::Invalid {
+                option: "http_header_bytes_max",
+                reason: format!("must be at least {HTTP_HEADER_BYTES_MIN}"),
+            });
+        }
+        if self.connections_max == 0 {
+            return Err(ConfigError::Invalid {
+                option: "connections_max",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.request_bytes_max < self.value_bytes_max {
+            return Err(ConfigError::Invalid {
+                option: "request_bytes_max",
+                reason: format!(
+                    "must be at least value_bytes_max ({}) so a largest value fits",
+                    self.value_bytes_max
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every address the daemon binds (or reserves), with its option name.
+    pub fn listen_addrs(&self) -> [(&'static str, SocketAddr); 3] {
+        [
+            ("resp_addr", self.resp_addr),
+            ("pg_addr", self.pg_addr),
+            ("http_addr", self.http_addr),
+        ]
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })
+}
+
+fn read_password_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+        path: path.into(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or("").trim_end().to_string())
+}
+
+fn address(
+    option: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    let mut addrs = text.to_socket_addrs().map_err(|e| ConfigError::Address {
+        option,
+        value: text.clone(),
+        reason: e.to_string(),
+    })?;
+    addrs.next().ok_or_else(|| ConfigError::Address {
+        option,
+        value: text.clone(),
+        reason: "resolves to no address".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut full = vec!["mantisd"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_loopback_on_data() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.resp_addr, "127.0.0.1:6380".parse().unwrap());
+        assert_eq!(c.pg_addr, "127.0.0.1:5433".parse().unwrap());
+        assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert!(c.password.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let file: FileConfig = toml::from_str(
+            "data_dir = \"/from/file\"\nshards = 3\nresp_addr = \"127.0.0.1:7000\"\nidle_timeout_secs = 0\n",
+        )
+        .unwrap();
+        let c = Config::resolve(cli(&["--shards", "2"]), file).unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.resp_addr.port(), 7000);
+        assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("shardz = 3").is_err());
+    }
+
+    #[test]
+    fn public_bind_needs_a_password() {
+        let err = Config::resolve(cli(&["--http-addr", "0.0.0.0:8080"]), FileConfig::default())
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::InsecureBind {
+                option: "http_addr",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("password"));
+        let ok = Config::resolve(
+            cli(&["--http-addr", "0.0.0.0:8080", "--password", "s3cret"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn password_file_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\nignored\n").unwrap();
+        let c = Config::resolve(
+            cli(&["--password-file", path.to_str().unwrap()]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.password.as_deref(), Some("hunter2"));
+    }
+
+    #[test]
+    fn bad_addresses_are_reported() {
+        let err =
+            Config::resolve(cli(&["--resp-addr", "nonsense"]), FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("resp_addr"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../systemd/mantisdb.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert!(file.data_dir.is_some());
+    }
+}

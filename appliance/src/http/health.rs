@@ -1,0 +1,190 @@
+//! `/health`, `/health/live`, `/health/ready` and `/metrics`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use mantis_engine::ShardStats;
+
+use super::error::{json_response, ApiError, HttpResponse};
+use crate::metrics::ShardSample;
+use crate::server::Shared;
+
+/// How long a health check or scrape waits for every shard to answer.
+pub const SHARD_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The engine's statistics, or why they could not be had in time.
+async fn shard_stats(shared: &Shared) -> Result<Vec<ShardStats>, String> {
+    let probe = async { Ok(shared.engine.stats().await) };
+    match glommio::timer::timeout(SHARD_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(stats)) => Ok(stats),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "shards did not answer within {} ms",
+            SHARD_PROBE_TIMEOUT.as_millis()
+        )),
+    }
+}
+
+pub fn sample(s: &ShardStats) -> ShardSample {
+    ShardSample {
+        live_keys: s.live_keys_estimate,
+        memtable_bytes: s.memtable_bytes,
+        segments: s.segments,
+        segment_bytes: s.segment_bytes,
+        wal_records: s.wal_records,
+        wal_bytes_written: s.wal_bytes_written,
+        wal_syncs: s.wal_syncs,
+        wal_sync_latency_us_max: s.wal_sync_latency_us_max,
+        flushes: s.flushes,
+        compactions: s.compactions,
+        cache_hits: s.cache_hits,
+        cache_misses: s.cache_misses,
+        torn_tail_bytes: s.torn_tail_bytes,
+        last_lsn: s.last_lsn,
+        flushed_lsn: s.flushed_lsn,
+        recovered_records: s.recovered_records,
+        read_only: s.read_only,
+        disk_full: s.disk_full,
+    }
+}
+
+pub fn live() -> HttpResponse {
+    json_response(StatusCode::OK, &serde_json::json!({ "status": "live" }))
+}
+
+pub fn ready(shared: &Shared) -> HttpResponse {
+    if shared.is_ready() {
+        json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+    } else if shared.is_draining() {
+        ApiError::not_ready("shutting down").response()
+    } else {
+        ApiError::not_ready("recovery has not finished").response()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Pass,
+    /// Degraded: serving, but something needs attention (non-critical check failed).
+    Warn,
+    /// A critical check failed.
+    Fail,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Pass => "pass",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+fn check(level: Level, critical: bool, detail: String) -> (Level, serde_json::Value) {
+    (
+        level,
+        serde_json::json!({ "status": level.as_str(), "critical": critical, "detail": detail }),
+    )
+}
+
+/// Every check with its status; 200 when healthy or degraded, 503 when unhealthy.
+pub async fn health(shared: &Shared) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let mut worst = Level::Pass;
+    let mut add = |name: &str, (level, body): (Level, serde_json::Value)| {
+        worst = worst.max(level);
+        checks.insert(name.into(), body);
+    };
+    add(
+        "recovery",
+        if shared.is_ready() || shared.is_draining() {
+            check(Level::Pass, true, "recovery finished".into())
+        } else {
+            check(Level::Fail, true, "recovery running".into())
+        },
+    );
+    add(
+        "accepting",
+        if shared.is_draining() {
+            check(Level::Fail, true, "shutting down: not accepting".into())
+        } else {
+            check(Level::Pass, true, "accepting connections".into())
+        },
+    );
+    match shard_stats(shared).await {
+        Ok(stats) => {
+            let read_only: Vec<usize> = stats
+                .iter()
+                .filter(|s| s.read_only)
+                .map(|s| s.shard)
+                .collect();
+            let full: Vec<usize> = stats
+                .iter()
+                .filter(|s| s.disk_full)
+                .map(|s| s.shard)
+                .collect();
+            add(
+                "shards",
+                check(
+                    Level::Pass,
+                    true,
+                    format!("{} shards answering", stats.len()),
+                ),
+            );
+            add(
+                "wal",
+                if read_only.is_empty() {
+                    check(Level::Pass, true, "every WAL accepts writes".into())
+                } else {
+                    check(
+                        Level::Fail,
+                        true,
+                        format!("read-only after an fsync failure: shards {read_only:?}"),
+                    )
+                },
+            );
+            add(
+                "disk",
+                if full.is_empty() {
+                    check(Level::Pass, false, "space available".into())
+                } else {
+                    check(Level::Warn, false, format!("disk full on shards {full:?}"))
+                },
+            );
+        }
+        Err(reason) => add("shards", check(Level::Fail, true, reason)),
+    }
+    let (status, word) = match worst {
+        Level::Pass => (StatusCode::OK, "healthy"),
+        Level::Warn => (StatusCode::OK, "degraded"),
+        Level::Fail => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    };
+    json_response(
+        status,
+        &serde_json::json!({
+            "status": word,
+            "uptime_seconds": shared.uptime().as_secs(),
+            "checks": checks,
+        }),
+    )
+}
+
+pub async fn metrics(shared: &Shared) -> HttpResponse {
+    match shard_stats(shared).await {
+        Ok(stats) => {
+            let samples: Vec<ShardSample> = stats.iter().map(sample).collect();
+            shared.metrics.record_shards(&samples);
+        }
+        Err(reason) => tracing::warn!(%reason, "metrics scrape without engine statistics"),
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,155 @@
+//! The HTTP/1.1 front end: hyper 1 on a glommio socket (through `smol-hyper`'s futures-io
+//! adapter), routing, bearer-token authentication, and per-route metrics.
+
+pub mod encoding;
+pub mod error;
+pub mod health;
+pub mod kv;
+
+use std::convert::Infallible;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use glommio::net::TcpStream;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION};
+use hyper::{Method, Request};
+
+use self::error::{ApiError, HttpResponse};
+use crate::server::{register_client, ConnectionSlot, Shared};
+
+/// Route names for metrics (the `command` label of protocol "http").
+pub const ROUTES: &[&str] = &[
+    "kv_get",
+    "kv_put",
+    "kv_delete",
+    "kv_batch",
+    "kv_list",
+    "health",
+    "live",
+    "ready",
+    "metrics",
+];
+
+/// The smallest read buffer hyper accepts.
+const HYPER_BUF_BYTES_MIN: usize = 8192;
+
+/// Serves one HTTP connection (keep-alive: possibly many requests).
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot) {
+    let registration = register_client(stream.as_raw_fd());
+    let _ = stream.set_nodelay(true);
+    if let Some(idle) = shared.config.idle_timeout {
+        let _ = stream.set_read_timeout(Some(idle));
+    }
+    let io = smol_hyper::rt::FuturesIo::new(stream);
+    let svc_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |req| {
+        let shared = Arc::clone(&svc_shared);
+        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        // Bounds the request head (request line + headers); larger heads get 431.
+        .max_buf_size(shared.config.http_header_bytes_max.max(HYPER_BUF_BYTES_MIN))
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        tracing::debug!(client = slot.client_id, error = %e, "http connection ended");
+    }
+    drop(registration);
+    drop(slot);
+}
+
+/// Whether the request carries the configured password as a bearer token (or none is set).
+fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+    let Some(password) = shared.config.password.as_deref() else {
+        return true;
+    };
+    let Some(token) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (token.trim().as_bytes(), password.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers one request, recording its route's metrics.
+pub async fn handle(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let (route, result) = route(shared, req).await;
+    let mut resp = result.unwrap_or_else(|e| e.response());
+    if shared.is_draining() {
+        // Tell keep-alive clients to go elsewhere; this connection ends after the response.
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
+    if let Some(m) = shared.metrics.command_static("http", route) {
+        m.observe(started.elapsed(), failed);
+    }
+    resp
+}
+
+const KV_PREFIX: &str = "/api/v1/kv";
+
+async fn route(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> (&'static str, Result<HttpResponse, ApiError>) {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/health/live" => return ("live", Ok(health::live())),
+        "/health/ready" => return ("ready", Ok(health::ready(shared))),
+        _ => {}
+    }
+    if !authorized(shared, &req) {
+        return ("other", Err(ApiError::unauthorized()));
+    }
+    match path.as_str() {
+        "/health" => return ("health", Ok(health::health(shared).await)),
+        "/metrics" => return ("metrics", Ok(health::metrics(shared).await)),
+        _ => {}
+    }
+    if shared.is_draining() {
+        return ("other", Err(ApiError::not_ready("shutting down")));
+    }
+    if path == KV_PREFIX || path == "/api/v1/kv/" {
+        return match *req.method() {
+            Method::GET => ("kv_list", kv::list(shared, &req).await),
+            Method::POST => ("kv_batch", kv::batch(shared, req).await),
+            _ => ("other", Err(ApiError::method_not_allowed("GET, POST"))),
+        };
+    }
+    let Some(raw_key) = path.strip_prefix("/api/v1/kv/") else {
+        return (
+            "other",
+            Err(ApiError::not_found(format!("no route for {path}"))),
+        );
+    };
+    let Some(key) = encoding::percent_decode(raw_key, false) else {
+        return (
+            "other",
+            Err(ApiError::bad_request(
+                "invalid_key",
+                "the key is not validly percent-encoded",
+            )),
+        );
+    };
+    match *req.method() {
+        Method::GET | Method::HEAD => ("kv_get", kv::get(shared, key).await),
+        Method::PUT => ("kv_put", kv::put(shared, key, req).await),
+        Method::DELETE => ("kv_delete", kv::delete(shared, key).await),
+        _ => (
+            "other",
+            Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
+        ),
+    }
+}
+
+/// `(protocol, command)` pairs to pre-register in the metrics registry.
+pub fn metric_names() -> Vec<(&'static str, &'static str)> {
+    ROUTES.iter().map(|r| ("http", *r)).collect()
+}

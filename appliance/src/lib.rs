@@ -1,0 +1,12 @@
+//! `mantisd`, the MantisDB appliance daemon: configuration, the RESP and HTTP front ends that
+//! run on every shard's executor, metrics, health, and the process lifecycle (signals,
+//! sd_notify, graceful shutdown). The binary in `main.rs` only wires these together.
+
+pub mod config;
+pub mod http;
+pub mod lifecycle;
+pub mod listen;
+pub mod metrics;
+pub mod net;
+pub mod resp;
+pub mod server;

@@ -1,0 +1,344 @@
+//! The daemon's Prometheus registry: requests, errors and latency per command and protocol,
+//! connections, uptime, and the engine's per-shard statistics (copied in at scrape time).
+//!
+//! The metric handles are atomics shared by every shard. Per-command handles are looked up once
+//! per command name at start ([`Metrics::command`] returns a cached entry), so the data path
+//! does one hash lookup and a few atomic adds, never a registry lock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The handles of one command of one protocol.
+#[derive(Clone)]
+pub struct CommandMetrics {
+    pub requests: IntCounter,
+    pub errors: IntCounter,
+    pub latency: Histogram,
+}
+
+impl CommandMetrics {
+    /// Counts one request that took `elapsed` and did or did not end in an error.
+    pub fn observe(&self, elapsed: Duration, failed: bool) {
+        self.requests.inc();
+        if failed {
+            self.errors.inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Per-shard engine statistics, in the units the metric names carry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShardSample {
+    pub live_keys: u64,
+    pub memtable_bytes: u64,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub wal_records: u64,
+    pub wal_bytes_written: u64,
+    pub wal_syncs: u64,
+    pub wal_sync_latency_us_max: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub torn_tail_bytes: u64,
+    pub last_lsn: u64,
+    pub flushed_lsn: u64,
+    pub recovered_records: u64,
+    pub read_only: bool,
+    pub disk_full: bool,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    commands: HashMap<(&'static str, &'static str), CommandMetrics>,
+    /// Commands not in the table (unknown names) share one entry per protocol.
+    other: HashMap<&'static str, CommandMetrics>,
+    pub connections_open: IntGaugeVec,
+    pub connections_accepted: IntCounterVec,
+    pub connections_rejected: IntCounterVec,
+    pub protocol_errors: IntCounterVec,
+    uptime_seconds: Gauge,
+    ready: IntGauge,
+    /// One family per entry of [`SHARD_GAUGES`], labelled by shard.
+    shard_gauges: Vec<IntGaugeVec>,
+    /// One family per entry of [`SHARD_COUNTERS`], labelled by shard.
+    shard_counters: Vec<IntCounterVec>,
+    /// Serialises scrapes so that two concurrent ones cannot add the same counter delta twice.
+    scrape_lock: Mutex<()>,
+    started: Instant,
+}
+
+/// Latency buckets from 50 µs to 10 s: an fdatasync here takes 70 µs to 9 ms.
+const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+const SHARD_GAUGES: &[(&str, &str)] = &[
+    ("shard_live_keys", "Live keys in the shard (estimate)"),
+    ("shard_memtable_bytes", "Bytes in the shard's memtables"),
+    ("shard_segments", "Segment files of the shard"),
+    ("shard_segment_bytes", "Bytes in the shard's segment files"),
+    (
+        "wal_sync_latency_max_microseconds",
+        "Slowest WAL fdatasync seen",
+    ),
+    ("wal_last_lsn", "Last log sequence number written"),
+    (
+        "wal_flushed_lsn",
+        "Highest log sequence number persisted in segment files",
+    ),
+    (
+        "wal_recovered_records",
+        "WAL records replayed at the last start",
+    ),
+    (
+        "shard_read_only",
+        "1 when the shard refuses writes after an fsync failure",
+    ),
+    (
+        "shard_disk_full",
+        "1 when the shard's last write hit ENOSPC",
+    ),
+];
+
+const SHARD_COUNTERS: &[(&str, &str)] = &[
+    ("wal_records_total", "WAL records written"),
+    ("wal_bytes_written_total", "WAL bytes written"),
+    ("wal_syncs_total", "WAL fdatasync calls (group commits)"),
+    ("flushes_total", "Memtable flushes to segment files"),
+    ("compactions_total", "Compactions finished"),
+    ("cache_hits_total", "Block cache hits"),
+    ("cache_misses_total", "Block cache misses"),
+    (
+        "wal_torn_tail_bytes_total",
+        "Bytes of torn WAL tail cut at recovery",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registry: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Builds the registry with a cached entry for every `(protocol, command)` pair given.
+    pub fn new(commands: &[(&'static str, &'static str)]) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new_custom(Some("mantis".into()), None)?;
+        let labels = &["protocol", "command"];
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Requests by protocol and command"),
+            labels,
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new("request_errors_total", "Requests answered with an error"),
+            labels,
+        )?;
+        let latency = prometheus::HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "Request latency by command")
+                .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
+            labels,
+        )?;
+        let entry = |proto: &str, cmd: &str| CommandMetrics {
+            requests: requests.with_label_values(&[proto, cmd]),
+            errors: errors.with_label_values(&[proto, cmd]),
+            latency: latency.with_label_values(&[proto, cmd]),
+        };
+        let table = commands
+            .iter()
+            .map(|&(p, c)| ((p, c), entry(p, c)))
+            .collect::<HashMap<_, _>>();
+        let mut other = HashMap::new();
+        for &(p, _) in commands {
+            other.entry(p).or_insert_with(|| entry(p, "other"));
+        }
+        let proto_label = &["protocol"];
+        let metrics = Metrics {
+            connections_open: IntGaugeVec::new(
+                Opts::new("connections_open", "Open client connections"),
+                proto_label,
+            )?,
+            connections_accepted: IntCounterVec::new(
+                Opts::new("connections_accepted_total", "Client connections accepted"),
+                proto_label,
+            )?,
+            connections_rejected: IntCounterVec::new(
+                Opts::new(
+                    "connections_rejected_total",
+                    "Connections refused at the connection limit",
+                ),
+                proto_label,
+            )?,
+            protocol_errors: IntCounterVec::new(
+                Opts::new(
+                    "protocol_errors_total",
+                    "Malformed requests (connection closed)",
+                ),
+                proto_label,
+            )?,
+            uptime_seconds: Gauge::new("uptime_seconds", "Seconds since the daemon started")?,
+            ready: IntGauge::new(
+                "ready",
+                "1 once recovery finished and until shutdown starts",
+            )?,
+            shard_gauges: SHARD_GAUGES
+                .iter()
+                .map(|(name, help)| IntGaugeVec::new(Opts::new(*name, *help), &["shard"]))
+                .collect::<Result<_, _>>()?,
+            shard_counters: SHARD_COUNTERS
+                .iter()
+                .map(|(name, help)| IntCounterVec::new(Opts::new(*name, *help), &["shard"]))
+                .collect::<Result<_, _>>()?,
+            registry,
+            commands: table,
+            other,
+            scrape_lock: Mutex::new(()),
+            started: Instant::now(),
+        };
+        let r = &metrics.registry;
+        r.register(Box::new(requests))?;
+        r.register(Box::new(errors))?;
+        r.register(Box::new(latency))?;
+        r.register(Box::new(metrics.connections_open.clone()))?;
+        r.register(Box::new(metrics.connections_accepted.clone()))?;
+        r.register(Box::new(metrics.connections_rejected.clone()))?;
+        r.register(Box::new(metrics.protocol_errors.clone()))?;
+        r.register(Box::new(metrics.uptime_seconds.clone()))?;
+        r.register(Box::new(metrics.ready.clone()))?;
+        for g in &metrics.shard_gauges {
+            r.register(Box::new(g.clone()))?;
+        }
+        for c in &metrics.shard_counters {
+            r.register(Box::new(c.clone()))?;
+        }
+        Ok(metrics)
+    }
+
+    /// Cached handles by exact static key: the fast path used by the protocol front ends.
+    pub fn command_static(
+        &self,
+        protocol: &'static str,
+        command: &'static str,
+    ) -> Option<&CommandMetrics> {
+        self.commands
+            .get(&(protocol, command))
+            .or_else(|| self.other.get(protocol))
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Copies the engine's per-shard numbers in. Counters only move forward: the engine's
+    /// counters are cumulative since start, so the difference to what we exported is added.
+    pub fn record_shards(&self, samples: &[ShardSample]) {
+        let Ok(_guard) = self.scrape_lock.lock() else {
+            return;
+        };
+        for (shard, s) in samples.iter().enumerate() {
+            let shard = shard.to_string();
+            let gauges = [
+                s.live_keys,
+                s.memtable_bytes,
+                s.segments,
+                s.segment_bytes,
+                s.wal_sync_latency_us_max,
+                s.last_lsn,
+                s.flushed_lsn,
+                s.recovered_records,
+                u64::from(s.read_only),
+                u64::from(s.disk_full),
+            ];
+            assert_eq!(
+                gauges.len(),
+                self.shard_gauges.len(),
+                "one value per gauge family"
+            );
+            for (family, value) in self.shard_gauges.iter().zip(gauges) {
+                family
+                    .with_label_values(&[&shard])
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+            let counters = [
+                s.wal_records,
+                s.wal_bytes_written,
+                s.wal_syncs,
+                s.flushes,
+                s.compactions,
+                s.cache_hits,
+                s.cache_misses,
+                s.torn_tail_bytes,
+            ];
+            assert_eq!(
+                counters.len(),
+                self.shard_counters.len(),
+                "one value per counter family"
+            );
+            for (family, value) in self.shard_counters.iter().zip(counters) {
+                let counter = family.with_label_values(&[&shard]);
+                let exported = counter.get();
+                if value > exported {
+                    counter.inc_by(value - exported);
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        self.uptime_seconds
+            .set(self.started.elapsed().as_secs_f64());
+        let mut out = String::new();
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn counts_requests_errors_and_shards() {
+        let m = Metrics::new(&[("resp", "get"), ("resp", "set")]).unwrap();
+        m.command_static("resp", "get")
+            .unwrap()
+            .observe(Duration::from_micros(120), false);
+        m.command_static("resp", "set")
+            .unwrap()
+            .observe(Duration::from_millis(2), true);
+        m.command_static("resp", "nosuch")
+            .unwrap()
+            .observe(Duration::from_millis(1), true);
+        let sample = ShardSample {
+            wal_syncs: 7,
+            live_keys: 3,
+            ..Default::default()
+        };
+        m.record_shards(&[sample.clone(), ShardSample::default()]);
+        m.record_shards(&[sample]);
+        let text = m.render();
+        assert!(text.contains("mantis_requests_total{command=\"get\",protocol=\"resp\"} 1"));
+        assert!(text.contains("mantis_request_errors_total{command=\"set\",protocol=\"resp\"} 1"));
+        assert!(text.contains("mantis_request_errors_total{command=\"other\",protocol=\"resp\"} 1"));
+        assert!(text.contains("mantis_request_duration_seconds_bucket{command=\"get\""));
+        assert!(text.contains("mantis_wal_syncs_total{shard=\"0\"} 7"));
+        assert!(text.contains("mantis_shard_live_keys{shard=\"0\"} 3"));
+        assert!(text.contains("mantis_uptime_seconds"));
+    }
+}

@@ -1,0 +1,129 @@
+//! One RESP connection: read, parse every complete command in the buffer (pipelining), run
+//! them in order, write the replies. Memory per connection is bounded: the input buffer by
+//! `request_bytes_max` (checked before the bytes arrive, from the frame's declared lengths),
+//! the output buffer by one reply plus [`OUTPUT_FLUSH_BYTES`].
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::codec::{parse_command, Limits, Parsed};
+use super::commands::execute;
+use super::reply::Reply;
+use super::session::Session;
+use crate::server::{register_client, ConnectionSlot, Shared};
+
+/// Replies are written once this many bytes are pending, even in the middle of a pipeline,
+/// so a long pipeline of large GETs cannot grow the output buffer without bound.
+pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Smallest read; larger when a frame's declared size says more is coming.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Serves a connection until the client quits, closes, idles out, or sends garbage.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot) {
+    let registration = register_client(stream.as_raw_fd());
+    let mut stream = stream;
+    let _ = stream.set_nodelay(true);
+    if let Some(idle) = shared.config.idle_timeout {
+        // A read that waits longer fails: idle clients and clients stalled mid-frame alike.
+        let _ = stream.set_read_timeout(Some(idle));
+    }
+    let mut session = Session::new(slot.client_id, shared.config.password.is_some());
+    if let Err(e) = run(&mut stream, &shared, &mut session).await {
+        tracing::debug!(client = slot.client_id, error = %e, "resp connection ended");
+    }
+    let _ = stream.close().await;
+    // The socket is closed: forget it before anyone could shut down a reused descriptor.
+    drop(registration);
+    drop(slot);
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnEnd {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+async fn run(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    session: &mut Session,
+) -> Result<(), ConnEnd> {
+    let limits = Limits::for_values(shared.config.value_bytes_max);
+    let request_bytes_max = shared.config.request_bytes_max;
+    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut needed = 1usize;
+    loop {
+        // Run every complete command already received, in order.
+        let mut start = 0;
+        while input.len() - start >= needed {
+            match parse_command(&input[start..], &limits) {
+                Ok(Parsed::Command { args, consumed }) => {
+                    start += consumed;
+                    needed = 1;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    let reply = execute(shared, session, args).await;
+                    reply.encode(session.protocol, &mut output);
+                    if output.len() >= OUTPUT_FLUSH_BYTES {
+                        stream.write_all(&output).await?;
+                        output.clear();
+                    }
+                    if session.closing {
+                        stream.write_all(&output).await?;
+                        return Ok(());
+                    }
+                }
+                Ok(Parsed::Incomplete { needed_bytes_min }) => {
+                    needed = needed_bytes_min;
+                    break;
+                }
+                Err(e) => {
+                    shared
+                        .metrics
+                        .protocol_errors
+                        .with_label_values(&["resp"])
+                        .inc();
+                    Reply::err(&e).encode(session.protocol, &mut output);
+                    stream.write_all(&output).await?;
+                    return Err(ConnEnd::Protocol(e.to_string()));
+                }
+            }
+        }
+        input.drain(..start);
+        if !output.is_empty() {
+            stream.write_all(&output).await?;
+            output.clear();
+        }
+        if needed > request_bytes_max {
+            let e = format!(
+                "Protocol error: request of at least {needed} bytes exceeds request_bytes_max ({request_bytes_max})"
+            );
+            Reply::err(&e).encode(session.protocol, &mut output);
+            stream.write_all(&output).await?;
+            return Err(ConnEnd::Protocol(e));
+        }
+        let filled = input.len();
+        let want = needed.saturating_sub(filled).max(READ_CHUNK_BYTES);
+        input.resize(filled + want, 0);
+        let n = match stream.read(&mut input[filled..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                input.truncate(filled);
+                return Err(e.into());
+            }
+        };
+        input.truncate(filled + n);
+        if n == 0 {
+            // End of input: the client closed, or shutdown stopped our reading side. Every
+            // complete command was answered above.
+            return Ok(());
+        }
+    }
+}
