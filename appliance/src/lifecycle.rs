@@ -57,7 +57,12 @@ pub fn notify(states: &[NotifyState]) {
 fn engine_config(c: &Config) -> EngineConfig {
     EngineConfig {
         data_dir: c.data_dir.clone(),
-        shards: c.shards,
+        // "One per CPU" applies to a new data directory; an existing one keeps the count it
+        // was created with (keys are placed by hash modulo the count), even on another host.
+        shards: match c.shards {
+            0 => mantis_engine::layout::read_shards(&c.data_dir).unwrap_or(0),
+            n => n,
+        },
         pin_cpus: c.pin_cpus,
         memtable_bytes_max: c.memtable_bytes_max,
         block_cache_bytes: c.block_cache_bytes,

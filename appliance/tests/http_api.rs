@@ -83,7 +83,7 @@ fn batch_and_list_with_pagination() {
         ops.push(serde_json::json!({"op": "put", "key": format!("item:{i:02}"), "value": format!("v{i}")}));
     }
     ops.push(
-        serde_json::json!({"op": "put", "key_base64": "/wA=", "value_base64": "AAE=", "ttl": 500}),
+        serde_json::json!({"op": "put", "key_base64": "/wA=", "value_base64": "AP8=", "ttl": 500}),
     );
     ops.push(serde_json::json!({"op": "put", "key": "doomed", "value": "x"}));
     ops.push(serde_json::json!({"op": "delete", "key": "doomed"}));
@@ -127,7 +127,7 @@ fn batch_and_list_with_pagination() {
     let items = r.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["key_base64"], "/wA=");
-    assert_eq!(items[0]["value_base64"], "AAE=");
+    assert_eq!(items[0]["value_base64"], "AP8=");
     assert!(items[0]["expires_at_ms"].as_u64().is_some());
 
     // Errors with stable codes; nothing of a bad batch is applied.
