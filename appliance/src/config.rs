@@ -344,6 +344,14 @@ impl Config {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
         };
+        let mut config = config;
+        // Absolute, so logs name the real place and the storage layer (which opens
+        // directories through io_uring) never depends on the working directory.
+        config.data_dir =
+            std::path::absolute(&config.data_dir).map_err(|e| ConfigError::Invalid {
+                option: "data_dir",
+                reason: format!("{}: {e}", config.data_dir.display()),
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -441,7 +449,8 @@ mod tests {
     #[test]
     fn defaults_are_loopback_on_data() {
         let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.data_dir.is_absolute());
+        assert!(c.data_dir.ends_with("data"));
         assert_eq!(c.resp_addr, "127.0.0.1:6380".parse().unwrap());
         assert_eq!(c.pg_addr, "127.0.0.1:5433".parse().unwrap());
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());

@@ -45,6 +45,20 @@ fn help_documents_every_option() {
 }
 
 #[test]
+fn with_no_configuration_it_stores_in_dot_data_on_loopback() {
+    require_tool("redis-cli");
+    let mut d = Daemon::start(Options {
+        bare: true,
+        ..Options::default()
+    });
+    assert_eq!(d.cli(&["SET", "k", "v"]), "OK");
+    assert!(d.data_dir.join("shard-0").is_dir(), "{}", d.log());
+    assert!(d.log().contains(&format!("{}", d.data_dir.display())));
+    assert_eq!(d.cli(&["CONFIG", "GET", "bind"]), "bind\n127.0.0.1");
+    assert!(d.stop().success());
+}
+
+#[test]
 fn refuses_a_public_bind_without_password_and_a_busy_port() {
     let dir = common::data_tempdir();
     let out = Command::new(BIN)

@@ -43,6 +43,9 @@ pub struct Options {
     pub password: Option<String>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// No flags at all: the ports come from MANTIS_* variables, everything else is default,
+    /// and the daemon runs in the data directory's parent (so `./data` is the data directory).
+    pub bare: bool,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             password: None,
             extra_args: Vec::new(),
             env: Vec::new(),
+            bare: false,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct Daemon {
     opts_args: Vec<String>,
     opts_env: Vec<(String, String)>,
     shards: usize,
+    bare: bool,
     /// Every datagram received on the notify socket so far.
     pub notifications: Vec<String>,
     log_path: PathBuf,
@@ -109,6 +114,7 @@ impl Daemon {
             opts_args: opts.extra_args.clone(),
             opts_env: opts.env.clone(),
             shards: opts.shards,
+            bare: opts.bare,
             notifications: Vec::new(),
         };
         d.spawn(&notify_path);
@@ -119,6 +125,30 @@ impl Daemon {
     fn spawn(&mut self, notify_path: &Path) {
         let log = std::fs::File::create(&self.log_path).unwrap();
         let mut cmd = Command::new(BIN);
+        if self.bare {
+            let cwd = self.data_dir.parent().unwrap();
+            cmd.current_dir(cwd)
+                .env("MANTIS_RESP_ADDR", self.resp.to_string())
+                .env("MANTIS_HTTP_ADDR", self.http.to_string());
+        } else {
+            self.add_flags(&mut cmd);
+        }
+        cmd.env("NOTIFY_SOCKET", notify_path)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(pw) = &self.password {
+            cmd.env("MANTIS_PASSWORD", pw);
+        }
+        for (k, v) in &self.opts_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    fn add_flags(&self, cmd: &mut Command) {
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--resp-addr")
@@ -133,20 +163,7 @@ impl Daemon {
             .arg((8 << 20).to_string())
             .arg("--wal-segment-bytes")
             .arg((8 << 20).to_string())
-            .args(&self.opts_args)
-            .env("NOTIFY_SOCKET", notify_path)
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        if let Some(pw) = &self.password {
-            cmd.env("MANTIS_PASSWORD", pw);
-        }
-        for (k, v) in &self.opts_env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().unwrap());
+            .args(&self.opts_args);
     }
 
     /// The daemon's log so far (for assertion messages).
