@@ -21,8 +21,8 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::layout;
 use crate::record::Mutation;
-use crate::shard::{ScanRange, Shard, ShardStats};
 use crate::shard::write::{expiry_from_ttl, ValueEntry, WriteOp};
+use crate::shard::{ScanRange, Shard, ShardStats};
 
 /// Requests waiting for one shard, at most. Senders beyond it wait (backpressure).
 pub const SHARD_QUEUE_MAX: usize = 4096;
@@ -78,6 +78,11 @@ impl From<BatchOp> for Mutation {
 
 struct Inner {
     senders: Vec<flume::Sender<Msg>>,
+    /// One per shard; never sent on. The shard thread holds the sender and drops it when it
+    /// exits (also by panic), which wakes every caller still waiting for an answer: glommio
+    /// does not drop the tasks left in an executor that stops, so their reply channels would
+    /// otherwise never close.
+    exited: Vec<flume::Receiver<()>>,
 }
 
 /// A cheap, cloneable, thread-safe handle to the engine.
@@ -134,7 +139,11 @@ impl EngineHandle {
             .send_async(Msg::Job(job))
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
-        rx.await.map_err(|_| EngineError::ShuttingDown)
+        let exited = self.inner.exited[shard].recv_async();
+        match futures::future::select(rx, exited).await {
+            futures::future::Either::Left((Ok(r), _)) => Ok(r),
+            _ => Err(EngineError::ShuttingDown),
+        }
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -143,8 +152,10 @@ impl EngineHandle {
 
     pub async fn get_entry(&self, key: &[u8]) -> Result<Option<ValueEntry>> {
         let key = key.to_vec();
-        self.call(self.shard_for(&key), move |s| async move { s.get_entry(&key).await })
-            .await?
+        self.call(self.shard_for(&key), move |s| async move {
+            s.get_entry(&key).await
+        })
+        .await?
     }
 
     /// Stores `value` under `key`, durably. `ttl` makes it expire that long from now.
@@ -153,7 +164,12 @@ impl EngineHandle {
         self.put_expiring_at(key, value, expires_at_ms).await
     }
 
-    pub async fn put_expiring_at(&self, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>) -> Result<()> {
+    pub async fn put_expiring_at(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    ) -> Result<()> {
         self.write_batch(vec![BatchOp::Put {
             key,
             value,
@@ -164,8 +180,11 @@ impl EngineHandle {
 
     /// Removes `key`; true if it held a live value.
     pub async fn delete(&self, key: Vec<u8>) -> Result<bool> {
-        self.call(self.shard_for(&key), move |s| async move { s.delete(key).await })
-            .await?
+        self.call(
+            self.shard_for(&key),
+            move |s| async move { s.delete(key).await },
+        )
+        .await?
     }
 
     /// Applies `ops` durably; the part of the batch that falls on one shard is atomic.
@@ -194,8 +213,10 @@ impl EngineHandle {
         R: Send + 'static,
         F: FnOnce(Option<ValueEntry>) -> Result<(WriteOp, R)> + Send + 'static,
     {
-        self.call(self.shard_for(&key), move |s| async move { s.update(key, f).await })
-            .await?
+        self.call(self.shard_for(&key), move |s| async move {
+            s.update(key, f).await
+        })
+        .await?
     }
 
     /// Up to `limit` live entries of `range`, in key order, merged across shards.
@@ -215,7 +236,8 @@ impl EngineHandle {
 
     /// Live keys in the whole engine (a full scan of every shard).
     pub async fn count_keys(&self) -> Result<u64> {
-        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.count_live().await }));
+        let calls =
+            (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.count_live().await }));
         let mut total = 0;
         for r in futures::future::join_all(calls).await {
             total += r??;
@@ -230,7 +252,8 @@ impl EngineHandle {
 
     /// Flushes every shard's memtables into segments.
     pub async fn flush(&self) -> Result<()> {
-        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.flush_all().await }));
+        let calls =
+            (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.flush_all().await }));
         for r in futures::future::join_all(calls).await {
             r??;
         }
@@ -239,7 +262,8 @@ impl EngineHandle {
 
     /// Merges every shard's segments into one per shard.
     pub async fn compact(&self) -> Result<()> {
-        let calls = (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.compact_all().await }));
+        let calls =
+            (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.compact_all().await }));
         for r in futures::future::join_all(calls).await {
             r??;
         }
@@ -284,12 +308,18 @@ impl Engine {
         let mut senders = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let mut ready = Vec::with_capacity(shards);
+        let mut exited = Vec::with_capacity(shards);
         for id in 0..shards {
             let (tx, rx) = flume::bounded::<Msg>(SHARD_QUEUE_MAX);
+            let (exit_tx, exit_rx) = flume::bounded::<()>(1);
+            exited.push(exit_rx);
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
             let cfg = cfg.clone();
             let builder = mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus);
-            let spawned = builder.spawn(move || async move { shard_main(id, cfg, rx, ready_tx).await });
+            let spawned = builder.spawn(move || async move {
+                let _exit_notice = exit_tx;
+                shard_main(id, cfg, rx, ready_tx).await
+            });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -322,7 +352,7 @@ impl Engine {
         }
         Ok(Engine {
             handle: EngineHandle {
-                inner: Arc::new(Inner { senders }),
+                inner: Arc::new(Inner { senders, exited }),
             },
             threads,
             data_dir: cfg.data_dir,
@@ -388,7 +418,12 @@ fn halt_all(senders: &[flume::Sender<Msg>], threads: Vec<ExecutorJoinHandle<()>>
 /// reactor sleeps in io_uring; a short timer bounds the delay such a miss can cause.
 const REACTOR_HEARTBEAT: Duration = Duration::from_millis(10);
 
-async fn shard_main(id: usize, cfg: EngineConfig, rx: flume::Receiver<Msg>, ready: std::sync::mpsc::Sender<Result<()>>) {
+async fn shard_main(
+    id: usize,
+    cfg: EngineConfig,
+    rx: flume::Receiver<Msg>,
+    ready: std::sync::mpsc::Sender<Result<()>>,
+) {
     let dir = cfg.data_dir.join(format!("shard-{id}"));
     let storage: Rc<dyn Storage> = match &cfg.sim_storage {
         Some(sim) => sim.handle(),
@@ -417,7 +452,11 @@ async fn shard_main(id: usize, cfg: EngineConfig, rx: flume::Receiver<Msg>, read
         }
     };
     LOCAL_SHARD.with(|s| *s.borrow_mut() = Some(shard.clone()));
-    let heartbeat_tq = glommio::executor().create_task_queue(Shares::Static(10), Latency::NotImportant, "heartbeat");
+    let heartbeat_tq = glommio::executor().create_task_queue(
+        Shares::Static(10),
+        Latency::NotImportant,
+        "heartbeat",
+    );
     let heartbeat = glommio::spawn_local_into(
         async {
             loop {

@@ -44,7 +44,11 @@ pub enum EngineError {
         source: StorageError,
     },
     #[error("shard {shard}: manifest {file}: {reason}")]
-    Manifest { shard: usize, file: String, reason: String },
+    Manifest {
+        shard: usize,
+        file: String,
+        reason: String,
+    },
     #[error("data directory {dir}: {reason}")]
     Layout { dir: String, reason: String },
     #[error("the engine is shutting down")]

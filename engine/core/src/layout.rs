@@ -23,7 +23,9 @@ pub fn open_or_create(dir: &Path, shards: usize) -> Result<usize> {
     let path = dir.join(LAYOUT_FILE_NAME);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let found = parse(&text).ok_or_else(|| layout_err(dir, format!("unreadable layout file {}", path.display())))?;
+            let found = parse(&text).ok_or_else(|| {
+                layout_err(dir, format!("unreadable layout file {}", path.display()))
+            })?;
             if found != shards {
                 return Err(layout_err(
                     dir,
@@ -36,7 +38,8 @@ pub fn open_or_create(dir: &Path, shards: usize) -> Result<usize> {
             std::fs::create_dir_all(dir).map_err(|e| layout_err(dir, format!("create: {e}")))?;
             let tmp = dir.join(format!("{LAYOUT_FILE_NAME}.tmp"));
             let text = format!("mantisdb-layout {LAYOUT_VERSION}\nshards {shards}\n");
-            write_synced(&tmp, text.as_bytes()).map_err(|e| layout_err(dir, format!("write {}: {e}", tmp.display())))?;
+            write_synced(&tmp, text.as_bytes())
+                .map_err(|e| layout_err(dir, format!("write {}: {e}", tmp.display())))?;
             // Rename after the content is durable, then sync the directory so the name is too.
             std::fs::rename(&tmp, &path).map_err(|e| layout_err(dir, format!("rename: {e}")))?;
             std::fs::File::open(dir)
@@ -66,7 +69,13 @@ fn parse(text: &str) -> Option<usize> {
     if head != format!("mantisdb-layout {LAYOUT_VERSION}") {
         return None;
     }
-    lines.next()?.strip_prefix("shards ")?.trim().parse().ok().filter(|&n| n > 0)
+    lines
+        .next()?
+        .strip_prefix("shards ")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 #[cfg(test)]

@@ -84,10 +84,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(DecodeError {
-            at: self.at,
-            reason: "truncated",
-        })?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(DecodeError {
+                at: self.at,
+                reason: "truncated",
+            })?;
         let s = &self.buf[self.at..end];
         self.at = end;
         Ok(s)
@@ -140,7 +144,12 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Mutation>, DecodeError> {
                 });
             }
             OP_DELETE => out.push(Mutation::Delete { key: r.bytes()? }),
-            _ => return Err(DecodeError { at, reason: "unknown mutation op" }),
+            _ => {
+                return Err(DecodeError {
+                    at,
+                    reason: "unknown mutation op",
+                })
+            }
         }
     }
     if r.at != buf.len() {
@@ -160,11 +169,13 @@ mod tests {
 
     fn mutation() -> impl Strategy<Value = Mutation> {
         prop_oneof![
-            (any::<Vec<u8>>(), any::<Vec<u8>>(), any::<Option<u64>>()).prop_map(|(key, value, e)| Mutation::Put {
-                key,
-                value,
-                expires_at_ms: e.filter(|&x| x != 0),
-            }),
+            (any::<Vec<u8>>(), any::<Vec<u8>>(), any::<Option<u64>>()).prop_map(
+                |(key, value, e)| Mutation::Put {
+                    key,
+                    value,
+                    expires_at_ms: e.filter(|&x| x != 0),
+                }
+            ),
             any::<Vec<u8>>().prop_map(|key| Mutation::Delete { key }),
         ]
     }

@@ -14,7 +14,12 @@ fn load(sim: &SimStorage, n: usize) -> mantis_engine::EngineConfig {
     let engine = open(&cfg);
     let h = engine.handle();
     for i in 0..n {
-        block_on(h.put(format!("key{i:05}").into_bytes(), vec![b'a' + (i % 26) as u8; 200], None)).unwrap();
+        block_on(h.put(
+            format!("key{i:05}").into_bytes(),
+            vec![b'a' + (i % 26) as u8; 200],
+            None,
+        ))
+        .unwrap();
     }
     engine.shutdown().unwrap();
     cfg
@@ -36,12 +41,19 @@ fn flipped_bit_in_a_segment_block_is_a_checksum_error() {
     let mut corrupt = 0;
     for i in 0..2000 {
         match block_on(h.get(format!("key{i:05}").as_bytes())) {
-            Ok(Some(v)) => assert_eq!(v, vec![b'a' + (i % 26) as u8; 200], "wrong data returned for key{i:05}"),
+            Ok(Some(v)) => assert_eq!(
+                v,
+                vec![b'a' + (i % 26) as u8; 200],
+                "wrong data returned for key{i:05}"
+            ),
             Ok(None) => panic!("key{i:05} vanished instead of failing"),
             Err(e) => {
                 assert!(e.is_corruption(), "unexpected error {e}");
                 let msg = e.to_string();
-                assert!(msg.contains(&seg.display().to_string()), "error names the file: {msg}");
+                assert!(
+                    msg.contains(&seg.display().to_string()),
+                    "error names the file: {msg}"
+                );
                 assert!(msg.contains("offset"), "error names the offset: {msg}");
                 corrupt += 1;
             }
@@ -79,7 +91,10 @@ fn flipped_bit_in_a_wal_record_stops_startup_unless_repair() {
     };
     let msg = err.to_string();
     assert!(matches!(err, EngineError::Wal { .. }), "{msg}");
-    assert!(msg.contains(&wal.display().to_string()) && msg.contains("offset"), "{msg}");
+    assert!(
+        msg.contains(&wal.display().to_string()) && msg.contains("offset"),
+        "{msg}"
+    );
 
     cfg.repair_wal = true;
     let engine = open(&cfg);

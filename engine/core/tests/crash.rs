@@ -45,7 +45,13 @@ fn version_of(value: &[u8]) -> u64 {
 
 /// One writer: puts, TTL puts and single-shard batches over its own keys, recording what was
 /// acknowledged. Stops at the first error (the engine went away under it).
-fn writer(h: EngineHandle, w: usize, seed: u64, log: Arc<Mutex<HashMap<Vec<u8>, KeyLog>>>, stop: Arc<AtomicBool>) {
+fn writer(
+    h: EngineHandle,
+    w: usize,
+    seed: u64,
+    log: Arc<Mutex<HashMap<Vec<u8>, KeyLog>>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut rng = SmallRng::seed_from_u64(seed ^ (w as u64 * 0x9e37));
     let mut version = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -56,7 +62,9 @@ fn writer(h: EngineHandle, w: usize, seed: u64, log: Arc<Mutex<HashMap<Vec<u8>, 
         } else if rng.gen_bool(0.3) {
             // A batch over keys of one shard: must be all-or-nothing after a crash.
             let shard = h.shard_for(&key(w, k));
-            (0..KEYS_PER_WRITER).filter(|&j| h.shard_for(&key(w, j)) == shard).collect()
+            (0..KEYS_PER_WRITER)
+                .filter(|&j| h.shard_for(&key(w, j)) == shard)
+                .collect()
         } else {
             vec![k]
         };
@@ -110,7 +118,10 @@ fn crash_once(seed: u64) {
         let target = total_acked(&log) + rng.gen_range(20..400u64);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while total_acked(&log) < target {
-            assert!(std::time::Instant::now() < deadline, "seed {seed}: the load made no progress");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "seed {seed}: the load made no progress"
+            );
             std::thread::yield_now();
         }
         engine.abandon();
@@ -128,7 +139,9 @@ fn crash_once(seed: u64) {
 /// Writer 0 only ever writes this group of its keys (all on one shard) in one batch.
 fn batch_group(h: &EngineHandle) -> Vec<usize> {
     let shard = h.shard_for(&key(0, 0));
-    (0..KEYS_PER_WRITER).filter(|&j| h.shard_for(&key(0, j)) == shard).collect()
+    (0..KEYS_PER_WRITER)
+        .filter(|&j| h.shard_for(&key(0, j)) == shard)
+        .collect()
 }
 
 fn total_acked(log: &Mutex<HashMap<Vec<u8>, KeyLog>>) -> u64 {
@@ -138,7 +151,8 @@ fn total_acked(log: &Mutex<HashMap<Vec<u8>, KeyLog>>) -> u64 {
 fn verify(h: &EngineHandle, log: &Mutex<HashMap<Vec<u8>, KeyLog>>, seed: u64, round: u64) {
     let mut l = log.lock().unwrap();
     for (k, entry) in l.iter_mut() {
-        let got = block_on(h.get(k)).unwrap_or_else(|e| panic!("seed {seed} round {round}: get: {e}"));
+        let got =
+            block_on(h.get(k)).unwrap_or_else(|e| panic!("seed {seed} round {round}: get: {e}"));
         let v = got.as_deref().map(version_of).unwrap_or(0);
         assert!(
             v >= entry.acked && v <= entry.attempted,
@@ -149,7 +163,11 @@ fn verify(h: &EngineHandle, log: &Mutex<HashMap<Vec<u8>, KeyLog>>, seed: u64, ro
         );
         if let Some(value) = got {
             let (w, kk) = parse_key(k);
-            assert_eq!(value, encode(v, w, kk), "seed {seed} round {round}: value torn");
+            assert_eq!(
+                value,
+                encode(v, w, kk),
+                "seed {seed} round {round}: value torn"
+            );
         }
         // What survived is now the durable truth for the next round.
         entry.acked = v;
@@ -159,7 +177,13 @@ fn verify(h: &EngineHandle, log: &Mutex<HashMap<Vec<u8>, KeyLog>>, seed: u64, ro
     // Writer 0's batches are atomic: its group's keys all carry the same version.
     let versions: Vec<u64> = batch_group(h)
         .into_iter()
-        .map(|j| block_on(h.get(&key(0, j))).unwrap().as_deref().map(version_of).unwrap_or(0))
+        .map(|j| {
+            block_on(h.get(&key(0, j)))
+                .unwrap()
+                .as_deref()
+                .map(version_of)
+                .unwrap_or(0)
+        })
         .collect();
     assert!(
         versions.windows(2).all(|w| w[0] == w[1]),
@@ -177,7 +201,7 @@ fn parse_key(k: &[u8]) -> (usize, usize) {
 fn acknowledged_writes_survive_crashes() {
     let seeds: Vec<u64> = match std::env::var("MANTIS_SEED") {
         Ok(s) => vec![s.parse().unwrap()],
-        Err(_) => (0..12).map(|i| 0x5eed_0000 + i).collect(),
+        Err(_) => (0..40).map(|i| 0x5eed_0000 + i).collect(),
     };
     for seed in seeds {
         crash_once(seed);

@@ -23,7 +23,11 @@ fn run(cmd: &str, args: &[&str]) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{cmd} could not start ({e}); install e2fsprogs/util-linux"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl LoopMount {
@@ -36,16 +40,29 @@ impl LoopMount {
         let img = dir.path().join("disk.img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
         run("mkfs.ext4", &["-q", "-F", img.to_str().unwrap()]);
-        run("mount", &["-o", "loop", img.to_str().unwrap(), mnt.to_str().unwrap()]);
+        run(
+            "mount",
+            &["-o", "loop", img.to_str().unwrap(), mnt.to_str().unwrap()],
+        );
         LoopMount { dir, mnt }
     }
 }
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
+        // Lazy unmount: a panicking test may still hold files open on it.
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
         let _ = self.dir.path();
     }
 }
@@ -59,10 +76,18 @@ fn key(i: u64) -> Vec<u8> {
     format!("key{i:08}").into_bytes()
 }
 
+/// 64 KiB of incompressible bytes derived from `i` (segment blocks are compressed: a
+/// repetitive value would never fill the disk).
 fn value(i: u64) -> Vec<u8> {
-    let mut v = i.to_le_bytes().to_vec();
-    v.resize(64 << 10, (i % 251) as u8);
-    v
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..(64 << 10) / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
 }
 
 #[test]
@@ -82,7 +107,10 @@ fn disk_full_fails_writes_cleanly_and_recovers_without_restart() {
     // Leave about 24 MiB free: a ballast file takes the rest.
     let ballast = m.mnt.join("ballast");
     let ballast_len = free_bytes(&m.mnt).saturating_sub(24 << 20);
-    run("fallocate", &["-l", &ballast_len.to_string(), ballast.to_str().unwrap()]);
+    run(
+        "fallocate",
+        &["-l", &ballast_len.to_string(), ballast.to_str().unwrap()],
+    );
 
     let mut acked = Vec::new();
     let mut disk_full_seen = false;
@@ -118,8 +146,14 @@ fn disk_full_fails_writes_cleanly_and_recovers_without_restart() {
                 break;
             }
             Err(e) => {
-                assert!(e.is_disk_full(), "unexpected error after freeing space: {e}");
-                assert!(Instant::now() < deadline, "writes did not resume after space was freed");
+                assert!(
+                    e.is_disk_full(),
+                    "unexpected error after freeing space: {e}"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "writes did not resume after space was freed"
+                );
                 std::thread::yield_now();
             }
         }
@@ -136,7 +170,11 @@ fn disk_full_fails_writes_cleanly_and_recovers_without_restart() {
     let engine = Engine::open(cfg).unwrap();
     let h = engine.handle();
     for &i in &acked {
-        assert_eq!(block_on(h.get(&key(i))).unwrap(), Some(value(i)), "key {i} after restart");
+        assert_eq!(
+            block_on(h.get(&key(i))).unwrap(),
+            Some(value(i)),
+            "key {i} after restart"
+        );
     }
     let _ = block_on(h.get(&key(probe))).unwrap();
     engine.shutdown().unwrap();

@@ -58,10 +58,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn check_all(h: &mantis_engine::EngineHandle, model: &BTreeMap<Vec<u8>, Vec<u8>>, seed: u64, step: usize) {
+fn check_all(
+    h: &mantis_engine::EngineHandle,
+    model: &BTreeMap<Vec<u8>, Vec<u8>>,
+    seed: u64,
+    step: usize,
+) {
     let all = block_on(h.scan(ScanRange::all(), 10_000)).unwrap();
     let got: BTreeMap<Vec<u8>, Vec<u8>> = all.into_iter().map(|(k, e)| (k, e.value)).collect();
-    assert_eq!(&got, model, "seed {seed} step {step}: full scan differs from the model");
+    assert_eq!(
+        &got, model,
+        "seed {seed} step {step}: full scan differs from the model"
+    );
 }
 
 fn run(seed: u64, ops: Vec<Op>) {
@@ -77,7 +85,12 @@ fn run(seed: u64, ops: Vec<Op>) {
                 model.insert(key(k), value(k, v));
             }
             Op::PutTtlLong(k, v) => {
-                block_on(h.put(key(k), value(k, v), Some(Duration::from_secs(365 * 24 * 3600)))).unwrap();
+                block_on(h.put(
+                    key(k),
+                    value(k, v),
+                    Some(Duration::from_secs(365 * 24 * 3600)),
+                ))
+                .unwrap();
                 model.insert(key(k), value(k, v));
             }
             Op::PutExpired(k) => {
@@ -86,7 +99,11 @@ fn run(seed: u64, ops: Vec<Op>) {
             }
             Op::Delete(k) => {
                 let existed = block_on(h.delete(key(k))).unwrap();
-                assert_eq!(existed, model.remove(&key(k)).is_some(), "seed {seed} step {step}: delete result");
+                assert_eq!(
+                    existed,
+                    model.remove(&key(k)).is_some(),
+                    "seed {seed} step {step}: delete result"
+                );
             }
             Op::Batch(items) => {
                 let mut ops = Vec::new();
@@ -112,7 +129,11 @@ fn run(seed: u64, ops: Vec<Op>) {
             }
             Op::Get(k) => {
                 let got = block_on(h.get(&key(k))).unwrap();
-                assert_eq!(got.as_ref(), model.get(&key(k)), "seed {seed} step {step}: get {k}");
+                assert_eq!(
+                    got.as_ref(),
+                    model.get(&key(k)),
+                    "seed {seed} step {step}: get {k}"
+                );
             }
             Op::ScanPrefix(p) => {
                 let prefix = format!("k{p}:").into_bytes();
@@ -121,7 +142,11 @@ fn run(seed: u64, ops: Vec<Op>) {
                     .into_iter()
                     .map(|(k, _)| k)
                     .collect();
-                let want: Vec<Vec<u8>> = model.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+                let want: Vec<Vec<u8>> = model
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .cloned()
+                    .collect();
                 assert_eq!(got, want, "seed {seed} step {step}: prefix scan");
             }
             Op::Flush => block_on(h.flush()).unwrap(),

@@ -31,7 +31,15 @@ pub fn choose(segments: &[SegmentRef], segments_max: usize) -> Option<Compaction
     }
     let width = MERGE_WIDTH.min(segments.len()).max(2);
     let (start, _) = (0..=segments.len() - width)
-        .map(|i| (i, segments[i..i + width].iter().map(|s| s.size_bytes).sum::<u64>()))
+        .map(|i| {
+            (
+                i,
+                segments[i..i + width]
+                    .iter()
+                    .map(|s| s.size_bytes)
+                    .sum::<u64>(),
+            )
+        })
         .min_by_key(|&(i, total)| (total, std::cmp::Reverse(i)))?;
     Some(CompactionPlan {
         start,

@@ -139,8 +139,14 @@ fn parse_header(b: &[u8]) -> Option<Header> {
 }
 
 /// Reads every valid record of one manifest file: (sequence, state) of the last valid one.
-async fn read_last_state(shard: usize, file: &Rc<dyn File>) -> Result<Option<(u64, ManifestState)>> {
-    let size = file.size().await.map_err(|e| EngineError::storage(shard, e))?;
+async fn read_last_state(
+    shard: usize,
+    file: &Rc<dyn File>,
+) -> Result<Option<(u64, ManifestState)>> {
+    let size = file
+        .size()
+        .await
+        .map_err(|e| EngineError::storage(shard, e))?;
     let mut offset = 0u64;
     let mut last: Option<(u64, ManifestState)> = None;
     while offset + BLOCK_SIZE as u64 <= size {
@@ -149,7 +155,9 @@ async fn read_last_state(shard: usize, file: &Rc<dyn File>) -> Result<Option<(u6
             .await
             .map_err(|e| EngineError::storage(shard, e))?;
         let Some(h) = parse_header(&head) else { break };
-        if h.payload_len > MANIFEST_RECORD_BYTES_MAX || offset + (HEADER_BYTES + h.payload_len) as u64 > size {
+        if h.payload_len > MANIFEST_RECORD_BYTES_MAX
+            || offset + (HEADER_BYTES + h.payload_len) as u64 > size
+        {
             break;
         }
         let record_len = align_up(HEADER_BYTES + h.payload_len);
@@ -163,7 +171,9 @@ async fn read_last_state(shard: usize, file: &Rc<dyn File>) -> Result<Option<(u6
         if crc32fast::hash(&body) != h.payload_crc {
             break;
         }
-        let Some(state) = ManifestState::decode(&body) else { break };
+        let Some(state) = ManifestState::decode(&body) else {
+            break;
+        };
         if let Some((prev, _)) = &last {
             if h.seq <= *prev {
                 // A stale record past the end of this generation's log.
@@ -194,8 +204,15 @@ pub struct Manifest {
 
 impl Manifest {
     /// Opens the manifest in `dir`, or creates an empty one.
-    pub async fn open(storage: Rc<dyn Storage>, dir: &Path, shard: usize) -> Result<(Manifest, ManifestState)> {
-        let names = storage.list(dir).await.map_err(|e| EngineError::storage(shard, e))?;
+    pub async fn open(
+        storage: Rc<dyn Storage>,
+        dir: &Path,
+        shard: usize,
+    ) -> Result<(Manifest, ManifestState)> {
+        let names = storage
+            .list(dir)
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?;
         let mut generations: Vec<u64> = names
             .iter()
             .filter_map(|n| n.strip_prefix(MANIFEST_PREFIX)?.parse().ok())
@@ -271,12 +288,21 @@ impl Manifest {
             .open(&path, OpenMode::Create)
             .await
             .map_err(|e| EngineError::storage(shard, e))?;
-        file.truncate(0).await.map_err(|e| EngineError::storage(shard, e))?;
+        file.truncate(0)
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?;
         let record = encode_record(seq, state);
-        file.write_at(0, &record).await.map_err(|e| EngineError::storage(shard, e))?;
-        file.sync().await.map_err(|e| EngineError::storage(shard, e))?;
+        file.write_at(0, &record)
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?;
+        file.sync()
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?;
         // The new file must be reachable by name before anything relies on it.
-        storage.sync_dir(dir).await.map_err(|e| EngineError::storage(shard, e))?;
+        storage
+            .sync_dir(dir)
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?;
         Ok(Manifest {
             shard,
             storage,
@@ -311,7 +337,9 @@ impl Manifest {
         file.write_at(self.offset.get(), &record)
             .await
             .map_err(|e| EngineError::storage(self.shard, e))?;
-        file.sync().await.map_err(|e| EngineError::storage(self.shard, e))?;
+        file.sync()
+            .await
+            .map_err(|e| EngineError::storage(self.shard, e))?;
         self.offset.set(self.offset.get() + record.len() as u64);
         self.seq.set(seq);
         Ok(())
@@ -319,7 +347,15 @@ impl Manifest {
 
     async fn rotate(&self, seq: u64, state: &ManifestState) -> Result<()> {
         let old_generation = self.generation.get();
-        let next = Self::create_generation(self.storage.clone(), &self.dir, self.shard, old_generation + 1, seq, state).await?;
+        let next = Self::create_generation(
+            self.storage.clone(),
+            &self.dir,
+            self.shard,
+            old_generation + 1,
+            seq,
+            state,
+        )
+        .await?;
         let old_file = self.file.replace(next.file.borrow().clone());
         self.generation.set(next.generation.get());
         self.offset.set(next.offset.get());
@@ -388,7 +424,8 @@ mod tests {
             let path = dir.join(file_name(1));
             let len = sim.contents(&path).unwrap().len() as u64;
             // Flip a bit inside the last record's payload.
-            sim.flip_bit(&path, len - BLOCK_SIZE as u64 + HEADER_BYTES as u64 + 3, 1).unwrap();
+            sim.flip_bit(&path, len - BLOCK_SIZE as u64 + HEADER_BYTES as u64 + 3, 1)
+                .unwrap();
             let (_m, s) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
             assert_eq!(s, state(1));
         });

@@ -37,10 +37,11 @@ impl Memtable {
         Self::default()
     }
 
-    /// Inserts a durable mutation. LSNs arrive in increasing order (asserted).
+    /// Inserts a durable mutation. LSNs never decrease (asserted); the mutations of one batch
+    /// share their record's LSN, and a later one of the batch wins.
     pub fn insert(&mut self, key: Vec<u8>, lsn: u64, kind: EntryKind) {
         assert!(
-            lsn > self.lsn_max || self.map.is_empty(),
+            lsn >= self.lsn_max || self.map.is_empty(),
             "memtable LSN went backwards: {lsn} after {}",
             self.lsn_max
         );
@@ -62,7 +63,11 @@ impl Memtable {
     }
 
     /// The first entry strictly after `after` (or from `start`) and within `end`.
-    pub fn next_in_range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<(&Vec<u8>, &MemValue)> {
+    pub fn next_in_range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> Option<(&Vec<u8>, &MemValue)> {
         self.map.range::<[u8], _>((start, end)).next()
     }
 

@@ -96,7 +96,9 @@ impl Shard {
             ..
         } = e
         {
-            self.read_only.borrow_mut().get_or_insert_with(|| e.to_string());
+            self.read_only
+                .borrow_mut()
+                .get_or_insert_with(|| e.to_string());
             self.changed.notify_all();
         }
     }
@@ -112,7 +114,11 @@ impl Shard {
 
     /// Flushes frozen memtables, oldest first, until none is left.
     async fn flush_frozen(self: &Rc<Self>) -> Result<()> {
-        let _permit = self.manifest_lock.acquire_permit(1).await.map_err(|e| EngineError::Invalid(format!("manifest lock: {e}")))?;
+        let _permit = self
+            .manifest_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| EngineError::Invalid(format!("manifest lock: {e}")))?;
         loop {
             let oldest: Option<MemRef> = self.state.borrow().frozen.last().cloned();
             let Some(mem) = oldest else { return Ok(()) };
@@ -139,18 +145,25 @@ impl Shard {
                     Some(k) => std::ops::Bound::Excluded(k.as_slice()),
                     None => std::ops::Bound::Unbounded,
                 };
-                m.next_in_range(start, std::ops::Bound::Unbounded).map(|(k, v)| Entry {
-                    key: k.clone(),
-                    lsn: v.lsn,
-                    kind: v.kind.clone(),
-                })
+                m.next_in_range(start, std::ops::Bound::Unbounded)
+                    .map(|(k, v)| Entry {
+                        key: k.clone(),
+                        lsn: v.lsn,
+                        kind: v.kind.clone(),
+                    })
             };
             let Some(e) = next else { break };
-            writer.add(&e).await.map_err(|e| EngineError::table(self.id, e))?;
+            writer
+                .add(&e)
+                .await
+                .map_err(|e| EngineError::table(self.id, e))?;
             cursor = Some(e.key);
             glommio::yield_if_needed().await;
         }
-        let meta = writer.finish().await.map_err(|e| EngineError::table(self.id, e))?;
+        let meta = writer
+            .finish()
+            .await
+            .map_err(|e| EngineError::table(self.id, e))?;
         self.storage
             .sync_dir(&self.seg_dir())
             .await
@@ -168,14 +181,20 @@ impl Shard {
         next_state.next_segment_id = id + 1;
         next_state.flushed_lsn = next_state.flushed_lsn.max(lsn_max);
         next_state.segments.insert(0, r.clone());
-        self.manifest.commit(&next_state).await.map_err(|e| self.manifest_failure(e))?;
+        self.manifest
+            .commit(&next_state)
+            .await
+            .map_err(|e| self.manifest_failure(e))?;
         {
             let mut st = self.state.borrow_mut();
             st.manifest = next_state;
             st.segments.insert(0, Rc::new(LiveSegment { r, seg }));
             // The flushed memtable is the oldest frozen one (only this task removes them).
             let popped = st.frozen.pop();
-            assert!(popped.is_some_and(|p| Rc::ptr_eq(&p, mem)), "flushed memtable was not the oldest frozen one");
+            assert!(
+                popped.is_some_and(|p| Rc::ptr_eq(&p, mem)),
+                "flushed memtable was not the oldest frozen one"
+            );
         }
         self.wal.mark_flushed(lsn_max);
         self.counters.flushes.set(self.counters.flushes.get() + 1);
@@ -231,7 +250,10 @@ impl Shard {
         while let Some(entry) = merger.next().await? {
             let kind = match entry.kind {
                 EntryKind::Delete if plan.drop_tombstones => continue,
-                EntryKind::Put { expires_at_ms: Some(t), .. } if t <= now => {
+                EntryKind::Put {
+                    expires_at_ms: Some(t),
+                    ..
+                } if t <= now => {
                     if plan.drop_tombstones {
                         continue;
                     }
@@ -252,13 +274,16 @@ impl Shard {
                 lsn: entry.lsn,
                 kind,
             })
-                .await
-                .map_err(|e| EngineError::table(self.id, e))?;
+            .await
+            .map_err(|e| EngineError::table(self.id, e))?;
             glommio::yield_if_needed().await;
         }
         let output = match writer {
             Some(w) => {
-                let meta = w.finish().await.map_err(|e| EngineError::table(self.id, e))?;
+                let meta = w
+                    .finish()
+                    .await
+                    .map_err(|e| EngineError::table(self.id, e))?;
                 self.storage
                     .sync_dir(&self.seg_dir())
                     .await
@@ -287,8 +312,16 @@ impl Shard {
     /// Replaces the input run by the output in the manifest and in memory. Flushes may have
     /// added newer segments in front meanwhile; the run itself is still contiguous because
     /// only this task removes segments.
-    async fn commit_compaction(self: &Rc<Self>, inputs: &[Rc<LiveSegment>], output: Option<Rc<LiveSegment>>) -> Result<()> {
-        let _permit = self.manifest_lock.acquire_permit(1).await.map_err(|e| EngineError::Invalid(format!("manifest lock: {e}")))?;
+    async fn commit_compaction(
+        self: &Rc<Self>,
+        inputs: &[Rc<LiveSegment>],
+        output: Option<Rc<LiveSegment>>,
+    ) -> Result<()> {
+        let _permit = self
+            .manifest_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| EngineError::Invalid(format!("manifest lock: {e}")))?;
         let (next_state, start) = {
             let st = self.state.borrow();
             let start = st
@@ -297,21 +330,34 @@ impl Shard {
                 .position(|s| s.r.id == inputs[0].r.id)
                 .ok_or_else(|| EngineError::Invalid("compaction input vanished".into()))?;
             for (i, input) in inputs.iter().enumerate() {
-                assert_eq!(st.segments[start + i].r.id, input.r.id, "compaction run is not contiguous");
+                assert_eq!(
+                    st.segments[start + i].r.id,
+                    input.r.id,
+                    "compaction run is not contiguous"
+                );
             }
             let mut next = st.manifest.clone();
             let replacement: Vec<SegmentRef> = output.iter().map(|o| o.r.clone()).collect();
-            next.segments.splice(start..start + inputs.len(), replacement);
+            next.segments
+                .splice(start..start + inputs.len(), replacement);
             next.next_segment_id = next.next_segment_id.max(st.manifest.next_segment_id);
             (next, start)
         };
-        self.manifest.commit(&next_state).await.map_err(|e| self.manifest_failure(e))?;
+        self.manifest
+            .commit(&next_state)
+            .await
+            .map_err(|e| self.manifest_failure(e))?;
         let mut st = self.state.borrow_mut();
         st.manifest = next_state;
-        let removed: Vec<Rc<LiveSegment>> = st.segments.splice(start..start + inputs.len(), output).collect();
+        let removed: Vec<Rc<LiveSegment>> = st
+            .segments
+            .splice(start..start + inputs.len(), output)
+            .collect();
         st.graveyard.extend(removed);
         drop(st);
-        self.counters.compactions.set(self.counters.compactions.get() + 1);
+        self.counters
+            .compactions
+            .set(self.counters.compactions.get() + 1);
         self.disk_full.set(false);
         self.changed.notify_all();
         Ok(())

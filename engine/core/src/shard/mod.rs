@@ -136,11 +136,22 @@ impl Shard {
 
     /// Opens (recovers) shard `id` in `dir`: manifest, then segments, then WAL replay past the
     /// last flushed LSN.
-    pub async fn open(id: usize, dir: PathBuf, storage: Rc<dyn Storage>, cfg: EngineConfig) -> Result<Rc<Shard>> {
+    pub async fn open(
+        id: usize,
+        dir: PathBuf,
+        storage: Rc<dyn Storage>,
+        cfg: EngineConfig,
+    ) -> Result<Rc<Shard>> {
         let st = |e| EngineError::storage(id, e);
         storage.create_dir_all(&dir).await.map_err(st)?;
-        storage.create_dir_all(&dir.join(SEGMENT_DIR)).await.map_err(st)?;
-        storage.create_dir_all(&dir.join(WAL_DIR)).await.map_err(st)?;
+        storage
+            .create_dir_all(&dir.join(SEGMENT_DIR))
+            .await
+            .map_err(st)?;
+        storage
+            .create_dir_all(&dir.join(WAL_DIR))
+            .await
+            .map_err(st)?;
 
         let (manifest, mstate) = Manifest::open(storage.clone(), &dir, id).await?;
         let cache = Rc::new(BlockCache::new(cfg.block_cache_bytes, cfg.cache_policy));
@@ -171,7 +182,10 @@ impl Shard {
             },
         )
         .await
-        .map_err(|e| EngineError::Wal { shard: id, source: e })?;
+        .map_err(|e| EngineError::Wal {
+            shard: id,
+            source: e,
+        })?;
         if let Some(e) = replay_error {
             return Err(e);
         }
@@ -222,8 +236,15 @@ impl Shard {
         let wal = self.wal.stats();
         let cache = self.cache.stats();
         let memtable_bytes = st.active.borrow().size_bytes() as u64
-            + st.frozen.iter().map(|m| m.borrow().size_bytes() as u64).sum::<u64>();
-        let mem_keys = st.active.borrow().len() as u64 + st.frozen.iter().map(|m| m.borrow().len() as u64).sum::<u64>();
+            + st.frozen
+                .iter()
+                .map(|m| m.borrow().size_bytes() as u64)
+                .sum::<u64>();
+        let mem_keys = st.active.borrow().len() as u64
+            + st.frozen
+                .iter()
+                .map(|m| m.borrow().len() as u64)
+                .sum::<u64>();
         let c = &self.counters;
         ShardStats {
             shard: self.id,
@@ -270,13 +291,17 @@ impl Shard {
             Ok(())
         };
         self.maintenance_wake.notify_all();
-        let closed = self.wal.close().await.map_err(|e| EngineError::Wal { shard: self.id, source: e });
+        let closed = self.wal.close().await.map_err(|e| EngineError::Wal {
+            shard: self.id,
+            source: e,
+        });
         flushed.and(closed)
     }
 }
 
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(SEGMENT_DIR).join(format!("{id:016}{SEGMENT_FILE_SUFFIX}"))
+    dir.join(SEGMENT_DIR)
+        .join(format!("{id:016}{SEGMENT_FILE_SUFFIX}"))
 }
 
 fn replay_record(active: &mut Memtable, rec: &WalRecord) -> std::result::Result<(), String> {
@@ -301,13 +326,23 @@ async fn open_segments(
     mstate: &ManifestState,
 ) -> Result<Vec<Rc<LiveSegment>>> {
     let seg_dir = dir.join(SEGMENT_DIR);
-    let live: HashSet<PathBuf> = mstate.segments.iter().map(|s| segment_path(dir, s.id)).collect();
-    let names = storage.list(&seg_dir).await.map_err(|e| EngineError::storage(id, e))?;
+    let live: HashSet<PathBuf> = mstate
+        .segments
+        .iter()
+        .map(|s| segment_path(dir, s.id))
+        .collect();
+    let names = storage
+        .list(&seg_dir)
+        .await
+        .map_err(|e| EngineError::storage(id, e))?;
     for name in names {
         let path = seg_dir.join(&name);
         if !live.contains(&path) {
             tracing::info!(shard = id, file = %path.display(), "removing file not in the manifest");
-            storage.remove(&path).await.map_err(|e| EngineError::storage(id, e))?;
+            storage
+                .remove(&path)
+                .await
+                .map_err(|e| EngineError::storage(id, e))?;
         }
     }
     let mut out = Vec::with_capacity(mstate.segments.len());
@@ -324,7 +359,10 @@ async fn open_segments(
 /// Whether a stored entry is visible at `now_ms`.
 pub(crate) fn live_value(kind: &EntryKind, now_ms: u64) -> Option<(&Vec<u8>, Option<u64>)> {
     match kind {
-        EntryKind::Put { value, expires_at_ms } => match expires_at_ms {
+        EntryKind::Put {
+            value,
+            expires_at_ms,
+        } => match expires_at_ms {
             Some(t) if *t <= now_ms => None,
             _ => Some((value, *expires_at_ms)),
         },

@@ -75,12 +75,15 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-
 /// One input of a merged scan.
 enum Source {
     /// A memtable read by re-seeking after the last key returned: the active memtable may
     /// change between awaits, and a `BTreeMap` iterator cannot be held across them.
-    Mem { table: MemRef, last: Option<Vec<u8>>, range: ScanRange },
+    Mem {
+        table: MemRef,
+        last: Option<Vec<u8>>,
+        range: ScanRange,
+    },
     Seg(SegmentIter),
 }
 
@@ -93,20 +96,20 @@ impl Source {
                     None => as_ref_bound(&range.start),
                 };
                 let t = table.borrow();
-                let item = t.next_in_range(start, as_ref_bound(&range.end)).map(|(k, v)| Entry {
-                    key: k.clone(),
-                    lsn: v.lsn,
-                    kind: v.kind.clone(),
-                });
+                let item = t
+                    .next_in_range(start, as_ref_bound(&range.end))
+                    .map(|(k, v)| Entry {
+                        key: k.clone(),
+                        lsn: v.lsn,
+                        kind: v.kind.clone(),
+                    });
                 drop(t);
                 if let Some(e) = &item {
                     *last = Some(e.key.clone());
                 }
                 Ok(item)
             }
-            Source::Seg(it) => {
-                it.next().await.map_err(|e| EngineError::table(shard, e))
-            }
+            Source::Seg(it) => it.next().await.map_err(|e| EngineError::table(shard, e)),
         }
     }
 }
@@ -129,10 +132,19 @@ pub(crate) struct Merger {
 
 impl Merger {
     /// A merge of the given segments only (compaction input), newest first.
-    pub fn over_segments(shard: usize, segments: &[Rc<super::LiveSegment>], range: &ScanRange) -> Merger {
+    pub fn over_segments(
+        shard: usize,
+        segments: &[Rc<super::LiveSegment>],
+        range: &ScanRange,
+    ) -> Merger {
         let sources: Vec<Source> = segments
             .iter()
-            .map(|s| Source::Seg(s.seg.iter((as_ref_bound(&range.start), as_ref_bound(&range.end)))))
+            .map(|s| {
+                Source::Seg(
+                    s.seg
+                        .iter((as_ref_bound(&range.start), as_ref_bound(&range.end))),
+                )
+            })
             .collect();
         let n = sources.len();
         Merger {
@@ -191,7 +203,9 @@ impl Shard {
                 Err(e) => {
                     let err = EngineError::table(self.id, e);
                     if err.is_corruption() {
-                        self.counters.corruption_errors.set(self.counters.corruption_errors.get() + 1);
+                        self.counters
+                            .corruption_errors
+                            .set(self.counters.corruption_errors.get() + 1);
                         tracing::error!(shard = self.id, error = %err, "corruption detected on read");
                     }
                     return Err(err);
@@ -213,7 +227,10 @@ impl Shard {
             });
         }
         for s in &st.segments {
-            sources.push(Source::Seg(s.seg.iter((as_ref_bound(&range.start), as_ref_bound(&range.end)))));
+            sources.push(Source::Seg(
+                s.seg
+                    .iter((as_ref_bound(&range.start), as_ref_bound(&range.end))),
+            ));
         }
         let n = sources.len();
         Merger {
@@ -225,7 +242,11 @@ impl Shard {
     }
 
     /// Up to `limit` live entries of `range`, in key order.
-    pub async fn scan(self: &Rc<Self>, range: &ScanRange, limit: usize) -> Result<Vec<(Vec<u8>, ValueEntry)>> {
+    pub async fn scan(
+        self: &Rc<Self>,
+        range: &ScanRange,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, ValueEntry)>> {
         let now = now_ms();
         let mut merger = self.merger(range);
         let mut out = Vec::new();

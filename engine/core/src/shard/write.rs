@@ -18,10 +18,10 @@ use mantis_table::EntryKind;
 use mantis_wal::WalError;
 
 use super::{live_value, Shard};
+use crate::config::EXPIRES_AT_MS_MAX;
 use crate::error::{EngineError, Result};
 use crate::event::now_ms;
 use crate::record::{self, Mutation, RECORD_KIND_BATCH};
-use crate::config::EXPIRES_AT_MS_MAX;
 
 /// The value of a key as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,10 @@ pub struct ValueEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
     Keep,
-    Put { value: Vec<u8>, expires_at_ms: Option<u64> },
+    Put {
+        value: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    },
     Delete,
 }
 
@@ -45,7 +48,13 @@ pub(crate) fn mutation_to_entry(m: Mutation) -> (Vec<u8>, EntryKind) {
             key,
             value,
             expires_at_ms,
-        } => (key, EntryKind::Put { value, expires_at_ms }),
+        } => (
+            key,
+            EntryKind::Put {
+                value,
+                expires_at_ms,
+            },
+        ),
         Mutation::Delete { key } => (key, EntryKind::Delete),
     }
 }
@@ -68,7 +77,9 @@ impl Drop for InflightGuard {
             }
         }
         drop(inflight);
-        self.shard.inflight_total.set(self.shard.inflight_total.get() - 1);
+        self.shard
+            .inflight_total
+            .set(self.shard.inflight_total.get() - 1);
         self.shard.changed.notify_all();
     }
 }
@@ -98,7 +109,12 @@ impl Shard {
                 max: self.cfg.key_bytes_max,
             });
         }
-        if let Mutation::Put { value, expires_at_ms, .. } = m {
+        if let Mutation::Put {
+            value,
+            expires_at_ms,
+            ..
+        } = m
+        {
             if value.len() > self.cfg.value_bytes_max {
                 return Err(EngineError::ValueTooLarge {
                     len: value.len(),
@@ -132,7 +148,11 @@ impl Shard {
     fn memtable_bytes(&self) -> usize {
         let st = self.state.borrow();
         let active = st.active.borrow().size_bytes();
-        active + st.frozen.iter().map(|m| m.borrow().size_bytes()).sum::<usize>()
+        active
+            + st.frozen
+                .iter()
+                .map(|m| m.borrow().size_bytes())
+                .sum::<usize>()
     }
 
     /// Writes a batch atomically and durably. Returns once it is synced and visible.
@@ -140,7 +160,11 @@ impl Shard {
         self.write_inner(batch, None).await
     }
 
-    async fn write_inner(self: &Rc<Self>, batch: Vec<Mutation>, rmw_key: Option<&[u8]>) -> Result<()> {
+    async fn write_inner(
+        self: &Rc<Self>,
+        batch: Vec<Mutation>,
+        rmw_key: Option<&[u8]>,
+    ) -> Result<()> {
         for m in &batch {
             self.validate(m)?;
         }
@@ -171,7 +195,9 @@ impl Shard {
         // Backpressure: the memtables hold at most their budget; wait for a flush.
         while self.memtable_bytes() >= self.cfg.memtable_bytes_max {
             if self.disk_full.get() {
-                self.counters.disk_full_errors.set(self.counters.disk_full_errors.get() + 1);
+                self.counters
+                    .disk_full_errors
+                    .set(self.counters.disk_full_errors.get() + 1);
                 return Err(EngineError::DiskFull { shard: self.id });
             }
             self.maintenance_wake.notify_all();
@@ -184,7 +210,11 @@ impl Shard {
             let apply_shard = shard.clone();
             let res = shard
                 .wal
-                .append_with(RECORD_KIND_BATCH, payload, Box::new(move |lsn| apply_shard.apply(lsn, batch)))
+                .append_with(
+                    RECORD_KIND_BATCH,
+                    payload,
+                    Box::new(move |lsn| apply_shard.apply(lsn, batch)),
+                )
                 .await;
             drop(guard);
             res
@@ -196,9 +226,13 @@ impl Shard {
     }
 
     fn wal_error(&self, e: WalError) -> EngineError {
-        self.counters.write_errors.set(self.counters.write_errors.get() + 1);
+        self.counters
+            .write_errors
+            .set(self.counters.write_errors.get() + 1);
         if e.is_disk_full() {
-            self.counters.disk_full_errors.set(self.counters.disk_full_errors.get() + 1);
+            self.counters
+                .disk_full_errors
+                .set(self.counters.disk_full_errors.get() + 1);
             return EngineError::DiskFull { shard: self.id };
         }
         if e.is_poisoned() {
@@ -207,7 +241,10 @@ impl Shard {
                 tracing::error!(shard = self.id, error = %cause, "WAL sync failed: shard is now read-only");
                 cause.clone()
             });
-            return EngineError::ReadOnly { shard: self.id, cause };
+            return EngineError::ReadOnly {
+                shard: self.id,
+                cause,
+            };
         }
         EngineError::Wal {
             shard: self.id,
@@ -242,7 +279,10 @@ impl Shard {
         if st.active.borrow().is_empty() {
             return;
         }
-        let full = std::mem::replace(&mut st.active, Rc::new(std::cell::RefCell::new(crate::memtable::Memtable::new())));
+        let full = std::mem::replace(
+            &mut st.active,
+            Rc::new(std::cell::RefCell::new(crate::memtable::Memtable::new())),
+        );
         st.frozen.insert(0, full);
         self.maintenance_wake.notify_all();
     }
@@ -259,7 +299,8 @@ impl Shard {
         }
         loop {
             self.check_writable()?;
-            let busy = self.rmw_keys.borrow().contains(&key) || self.inflight.borrow().contains_key(&key);
+            let busy =
+                self.rmw_keys.borrow().contains(&key) || self.inflight.borrow().contains_key(&key);
             if !busy {
                 break;
             }
@@ -274,7 +315,10 @@ impl Shard {
         let (op, result) = f(current)?;
         let m = match op {
             WriteOp::Keep => return Ok(result),
-            WriteOp::Put { value, expires_at_ms } => Mutation::Put {
+            WriteOp::Put {
+                value,
+                expires_at_ms,
+            } => Mutation::Put {
                 key: key.clone(),
                 value,
                 expires_at_ms,
@@ -287,8 +331,14 @@ impl Shard {
 
     /// Deletes a key; true if it held a live value.
     pub async fn delete(self: &Rc<Self>, key: Vec<u8>) -> Result<bool> {
-        self.update(key, |cur| Ok(if cur.is_some() { (WriteOp::Delete, true) } else { (WriteOp::Keep, false) }))
-            .await
+        self.update(key, |cur| {
+            Ok(if cur.is_some() {
+                (WriteOp::Delete, true)
+            } else {
+                (WriteOp::Keep, false)
+            })
+        })
+        .await
     }
 
     /// The live value of a key, or None.
@@ -316,8 +366,11 @@ pub fn expiry_from_ttl(ttl: Option<std::time::Duration>) -> Result<Option<u64>> 
             reason: "TTL must be positive".into(),
         });
     }
-    let at = now_ms().checked_add(ms).filter(|&t| t <= EXPIRES_AT_MS_MAX).ok_or_else(|| EngineError::TtlOverflow {
-        reason: format!("TTL of {ms} ms ends after 9999-12-31"),
-    })?;
+    let at = now_ms()
+        .checked_add(ms)
+        .filter(|&t| t <= EXPIRES_AT_MS_MAX)
+        .ok_or_else(|| EngineError::TtlOverflow {
+            reason: format!("TTL of {ms} ms ends after 9999-12-31"),
+        })?;
     Ok(Some(at))
 }
