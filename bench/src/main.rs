@@ -68,9 +68,10 @@ struct EngineArgs {
     /// Concurrent writers per shard during the load.
     #[arg(long, default_value_t = 64)]
     load_writers_per_shard: usize,
-    /// Skip the full compaction after the load.
+    /// Run an explicit full compaction after the load (default: measure the engine as its
+    /// background compaction leaves it).
     #[arg(long)]
-    no_compact: bool,
+    compact: bool,
     /// Keep the engine data directories afterwards.
     #[arg(long)]
     keep_data: bool,
@@ -97,7 +98,7 @@ impl EngineArgs {
         }
         cfg.load_batch_ops = self.load_batch_ops.max(1);
         cfg.load_writers_per_shard = self.load_writers_per_shard.max(1);
-        cfg.compact_after_load = !self.no_compact;
+        cfg.compact_after_load = self.compact;
         cfg.keep_data = self.keep_data;
         cfg
     }

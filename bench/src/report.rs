@@ -213,25 +213,37 @@ pub fn engine_text(e: &EngineFigures) -> String {
     let m = &e.memory;
     let _ = writeln!(
         out,
-        "load {} keys × {} B in {:.1} s ({:.0} keys/s) · VmRSS baseline {:.0} MiB, after load {:.0} MiB, after flush+compact {:.0} MiB, peak {:.0} MiB · budget {:.0} MiB",
+        "load {} keys × {} B in {:.1} s ({:.0} keys/s) · budget {:.0} MiB · VmRSS before the engine {:.0} MiB",
         e.load.keys,
         e.load.value_bytes,
         e.load.seconds,
         e.load.keys_per_sec,
+        mib(m.budget_bytes),
         mib(m.baseline.vm_rss_bytes),
-        mib(m.after_load.vm_rss_bytes),
-        mib(m.after_flush_compact.vm_rss_bytes),
-        mib(m.after_flush_compact.vm_hwm_bytes),
-        mib(m.budget_bytes)
     );
+    for p in &m.points {
+        let _ = writeln!(
+            out,
+            "  {:<17} VmRSS {:>5.0} MiB · heap in use {:>5.0} MiB, free {:>5.0} MiB · memtables {:>4.0} MiB · cache {:>3.0} MiB · {} segments, {:.0} MiB on disk",
+            p.label,
+            mib(p.memory.vm_rss_bytes),
+            mib(p.memory.heap_in_use_bytes),
+            mib(p.memory.heap_free_bytes),
+            mib(p.stats.memtable_bytes),
+            mib(p.stats.cache_bytes),
+            p.stats.segments,
+            mib(p.stats.segment_bytes)
+        );
+    }
     let _ = writeln!(
         out,
-        "after load: {} segments, {:.0} MiB segments, {:.0} MiB memtables · after compaction: {} segments, {:.0} MiB",
-        m.after_load_stats.segments,
-        mib(m.after_load_stats.segment_bytes),
-        mib(m.after_load_stats.memtable_bytes),
-        m.after_flush_compact_stats.segments,
-        mib(m.after_flush_compact_stats.segment_bytes)
+        "  while loading: VmRSS max {:.0} MiB, heap in use max {:.0} MiB · at rest after {:.0} s{} · after malloc_trim: VmRSS {:.0} MiB, heap in use {:.0} MiB",
+        mib(e.load.vm_rss_max_bytes),
+        mib(e.load.heap_in_use_max_bytes),
+        m.settled.waited_s,
+        if m.settled.settled { "" } else { " (NOT settled)" },
+        mib(m.after_trim.vm_rss_bytes),
+        mib(m.after_trim.heap_in_use_bytes),
     );
     out
 }

@@ -26,12 +26,19 @@ pub fn key(prefix: &[u8; 4], i: u64) -> Vec<u8> {
 }
 
 /// The value of index `i`: `len` bytes, starting with `i` (little endian) when there is room,
-/// so a get can check it read the right record.
+/// so a get can check it read the right record, and pseudo-random after it, so that block
+/// compression cannot shrink the data set (a compressible set would fit a cache that a real
+/// one would not).
 pub fn value(i: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![b'v'; len];
-    let tag = i.to_le_bytes();
-    let n = len.min(tag.len());
-    v[..n].copy_from_slice(&tag[..n]);
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&i.to_le_bytes()[..len.min(8)]);
+    let mut word = 0u64;
+    while v.len() < len {
+        let bytes = mix64(i.wrapping_mul(0x100).wrapping_add(word)).to_le_bytes();
+        let n = (len - v.len()).min(8);
+        v.extend_from_slice(&bytes[..n]);
+        word += 1;
+    }
     v
 }
 
@@ -61,5 +68,7 @@ mod tests {
         assert!(!value_matches(8, 100, &value(7, 100)));
         assert!(!value_matches(7, 99, &value(7, 100)));
         assert_eq!(value(3, 4), vec![3, 0, 0, 0]);
+        assert_eq!(value(3, 100).len(), 100);
+        assert_ne!(value(3, 100)[8..], value(4, 100)[8..]);
     }
 }

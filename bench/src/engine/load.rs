@@ -10,8 +10,8 @@ use mantis_engine::{BatchOp, EngineHandle};
 use serde::Serialize;
 use tracing::info;
 
-use crate::engine::keys;
 use crate::engine::task::{engine_err, start_on};
+use crate::engine::{keys, memory};
 use crate::error::BenchError;
 
 pub const LOAD_PREFIX: &[u8; 4] = b"load";
@@ -34,6 +34,9 @@ pub struct LoadFigures {
     pub batch_ops: usize,
     pub seconds: f64,
     pub keys_per_sec: f64,
+    /// Largest VmRSS and heap in use seen while loading (sampled every 250 ms).
+    pub vm_rss_max_bytes: u64,
+    pub heap_in_use_max_bytes: u64,
 }
 
 pub fn load(h: &EngineHandle, cfg: LoadConfig) -> Result<LoadFigures, BenchError> {
@@ -54,6 +57,7 @@ pub fn load(h: &EngineHandle, cfg: LoadConfig) -> Result<LoadFigures, BenchError
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut loaded = 0u64;
+    let (mut vm_rss_max_bytes, mut heap_in_use_max_bytes) = (0, 0);
     let mut next_log = cfg.keys / 10;
     while !tasks.is_empty() {
         let mut still_running = Vec::with_capacity(tasks.len());
@@ -64,6 +68,9 @@ pub fn load(h: &EngineHandle, cfg: LoadConfig) -> Result<LoadFigures, BenchError
             }
         }
         tasks = still_running;
+        let m = memory::sample();
+        vm_rss_max_bytes = vm_rss_max_bytes.max(m.vm_rss_bytes);
+        heap_in_use_max_bytes = heap_in_use_max_bytes.max(m.heap_in_use_bytes);
         let pos = done.load(Ordering::Relaxed);
         bar.set_position(pos);
         if pos >= next_log && next_log > 0 {
@@ -81,6 +88,8 @@ pub fn load(h: &EngineHandle, cfg: LoadConfig) -> Result<LoadFigures, BenchError
         batch_ops: cfg.batch_ops,
         seconds,
         keys_per_sec: loaded as f64 / seconds.max(1e-9),
+        vm_rss_max_bytes,
+        heap_in_use_max_bytes,
     })
 }
 
