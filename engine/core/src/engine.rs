@@ -296,7 +296,13 @@ pub struct Engine {
 
 impl Engine {
     /// Starts one executor per shard and returns once every shard has recovered.
-    pub fn open(cfg: EngineConfig) -> Result<Engine> {
+    pub fn open(mut cfg: EngineConfig) -> Result<Engine> {
+        // Executors resolve paths on their own threads; pin the directory down first so that
+        // a relative path means the same everywhere (and in log lines).
+        cfg.data_dir = std::path::absolute(&cfg.data_dir).map_err(|e| EngineError::Layout {
+            dir: cfg.data_dir.display().to_string(),
+            reason: format!("cannot make the path absolute: {e}"),
+        })?;
         let shards = cfg.effective_shards();
         if cfg.sim_storage.is_none() {
             layout::open_or_create(&cfg.data_dir, shards)?;

@@ -194,12 +194,22 @@ impl File for DmaStorageFile {
             if len == 0 {
                 return Ok(Vec::new());
             }
+            // Align the request ourselves: glommio's unaligned `read_at` can hand back bytes
+            // past the end of the file when the read starts inside the last block.
+            let align = self.file.alignment();
+            let start = offset - offset % align;
+            let skip = (offset - start) as usize;
+            let end = (offset + len as u64).div_ceil(align) * align;
             let res = self
                 .file
-                .read_at(offset, len)
+                .read_at_aligned(start, (end - start) as usize)
                 .await
                 .map_err(map_err("read", &self.path, offset))?;
-            Ok(res.to_vec())
+            let got = res.len();
+            if got <= skip {
+                return Ok(Vec::new());
+            }
+            Ok(res[skip..got.min(skip + len)].to_vec())
         })
     }
 
