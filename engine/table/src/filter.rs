@@ -100,7 +100,7 @@ mod tests {
         // Pinned values: changing the hash silently breaks every existing segment's filter.
         assert_ne!(key_hash64(b"a"), key_hash64(b"a\0"));
         assert_ne!(key_hash64(b"ab"), key_hash64(b"ba"));
-        // Values from an independent implementation (docs/formats-segment.md).
+        // Values from an independent implementation (docs/formats.md, "Segment files").
         assert_eq!(key_hash64(b"mantis"), 0xe71e_4fac_a0dc_70aa);
         assert_eq!(key_hash64(b""), 0x0ff2_e696_99c4_857e);
         assert_eq!(key_hash64(b"0123456789"), 0x3a75_1918_e770_62ac);

@@ -2,7 +2,7 @@
 //!
 //! A flushed memtable (or a compaction's merge) becomes a segment: data blocks of sorted
 //! entries, each compressed and CRC-guarded, an index of the blocks, an xor filter for point
-//! lookups, a properties block and a fixed footer (`docs/formats-segment.md` has the bytes).
+//! lookups, a properties block and a fixed footer (`docs/formats.md, "Segment files"` has the bytes).
 //! [`SegmentWriter`] streams entries into a new file with bounded memory; [`Segment`] opens
 //! one, verifying everything it reads, and serves `get`, range cursors and `verify`;
 //! [`BlockCache`] keeps decoded blocks of one shard, bounded in bytes, under LRU or LFU.

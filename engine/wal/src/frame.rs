@@ -1,4 +1,4 @@
-//! The byte layout of the log: chunks of records (`docs/formats-wal.md` has every byte).
+//! The byte layout of the log: chunks of records (`docs/formats.md, "Write-ahead log"` has every byte).
 //!
 //! One group commit writes one chunk, starting on a fresh 4 KiB block:
 //! a 40-byte [`ChunkHeader`] followed by `record_count` records, each

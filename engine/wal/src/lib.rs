@@ -4,7 +4,7 @@
 //! zero-filled segment files written with 4 KiB-aligned direct I/O. Each group commit writes
 //! one *chunk* (header + records, each framed with length, LSN, kind and CRC32) on a fresh
 //! block and issues one fdatasync; [`Wal::append`] resolves only after the sync covering its
-//! record. The on-disk layout is in `docs/formats-wal.md`.
+//! record. The on-disk layout is in `docs/formats.md, "Write-ahead log"`.
 //!
 //! ```text
 //! let (wal, report) = Wal::open(storage, wal_dir(&shard_dir), shard, WalConfig::default(),

@@ -1,6 +1,6 @@
 //! `lost-<lsn:020>[-<n>].bin`: the bytes a repair cut from the log, kept for forensics and
 //! hand recovery. A sequence of sections, each a 4 KiB header block followed by the data,
-//! zero-padded to a whole block (layout in `docs/formats-wal.md`).
+//! zero-padded to a whole block (layout in `docs/formats.md, "Write-ahead log"`).
 
 use std::path::{Path, PathBuf};
 
