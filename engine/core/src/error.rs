@@ -31,7 +31,8 @@ pub enum EngineError {
         #[source]
         source: TableError,
     },
-    #[error("shard {shard}: {source}")]
+    // The WAL's errors already name their shard.
+    #[error("{source}")]
     Wal {
         shard: usize,
         #[source]

@@ -100,3 +100,60 @@ impl Memtable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(v: &[u8]) -> EntryKind {
+        EntryKind::Put {
+            value: v.to_vec(),
+            expires_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn later_insert_wins_and_size_tracks_the_live_entries() {
+        let mut m = Memtable::new();
+        m.insert(b"a".to_vec(), 1, put(b"12345"));
+        assert_eq!(m.size_bytes(), 1 + 5 + ENTRY_OVERHEAD_BYTES);
+        m.insert(b"a".to_vec(), 2, put(b"1"));
+        assert_eq!(m.size_bytes(), 1 + 1 + ENTRY_OVERHEAD_BYTES);
+        m.insert(b"a".to_vec(), 3, EntryKind::Delete);
+        assert_eq!(m.size_bytes(), 1 + ENTRY_OVERHEAD_BYTES);
+        assert_eq!(m.get(b"a").map(|v| v.lsn), Some(3));
+        assert_eq!((m.lsn_min(), m.lsn_max(), m.len()), (1, 3, 1));
+    }
+
+    #[test]
+    fn batch_mutations_share_an_lsn() {
+        let mut m = Memtable::new();
+        m.insert(b"x".to_vec(), 5, put(b"1"));
+        m.insert(b"y".to_vec(), 5, put(b"2"));
+        m.insert(b"x".to_vec(), 5, put(b"3"));
+        assert_eq!(m.get(b"x").map(|v| v.kind.clone()), Some(put(b"3")));
+    }
+
+    #[test]
+    #[should_panic(expected = "LSN went backwards")]
+    fn lsn_going_backwards_is_a_bug() {
+        let mut m = Memtable::new();
+        m.insert(b"x".to_vec(), 5, put(b"1"));
+        m.insert(b"y".to_vec(), 4, put(b"2"));
+    }
+
+    #[test]
+    fn range_and_entries_are_in_key_order() {
+        let mut m = Memtable::new();
+        for (i, k) in [b"c", b"a", b"b"].iter().enumerate() {
+            m.insert(k.to_vec(), i as u64 + 1, put(b"v"));
+        }
+        let keys: Vec<Vec<u8>> = m.entries().map(|e| e.key).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        let next = m.next_in_range(Bound::Excluded(b"a".as_slice()), Bound::Unbounded);
+        assert_eq!(next.map(|(k, _)| k.clone()), Some(b"b".to_vec()));
+        assert!(m
+            .next_in_range(Bound::Excluded(b"c".as_slice()), Bound::Unbounded)
+            .is_none());
+    }
+}

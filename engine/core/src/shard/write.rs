@@ -235,7 +235,9 @@ impl Shard {
                 .set(self.counters.disk_full_errors.get() + 1);
             return EngineError::DiskFull { shard: self.id };
         }
-        if e.is_poisoned() {
+        // The batch whose sync failed gets `SyncFailed`, later ones `Poisoned`: both mean
+        // the WAL can no longer be trusted.
+        if e.is_poisoned() || self.wal.poisoned().is_some() {
             let cause = e.to_string();
             self.read_only.borrow_mut().get_or_insert_with(|| {
                 tracing::error!(shard = self.id, error = %cause, "WAL sync failed: shard is now read-only");
