@@ -1,0 +1,124 @@
+//! The scenarios, each reproducible from its seed. Shared helpers: throwaway directories, the
+//! verify step, and the crash loop used by several scenarios.
+
+pub mod client;
+pub mod concurrent;
+pub mod corrupt;
+pub mod crash;
+pub mod diskfull;
+pub mod edge;
+pub mod memory;
+pub mod torn;
+pub mod walfile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::daemon::Daemon;
+use crate::error::{io_err, Result};
+use crate::model::Loss;
+use crate::report::ScenarioReport;
+use crate::resp::Client;
+use crate::workload::Shared;
+
+/// A verify reads at most this many keys from SCAN before calling the result wrong.
+pub const SCAN_KEYS_MAX: usize = 1_000_000;
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub mantisd: PathBuf,
+    /// Parent of the throwaway data directories (must be a real filesystem: /var/tmp).
+    pub work_dir: PathBuf,
+    pub keep: bool,
+}
+
+/// A fresh directory for one scenario, removed on drop unless `keep`.
+pub struct Scratch {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    pub fn new(ctx: &Ctx, name: &str, seed: u64) -> Result<Scratch> {
+        let path = ctx
+            .work_dir
+            .join(format!("mantis-chaos-{}-{name}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(io_err(&path))?;
+        Ok(Scratch {
+            path,
+            keep: ctx.keep,
+        })
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path.join("data")
+    }
+
+    pub fn run(&self) -> PathBuf {
+        self.path.join("run")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Reads everything back, checks it against the model and adds the verdict to the report.
+/// Returns false when the daemon could not be read at all (recorded as a failure).
+pub fn verify(d: &Daemon, shared: &Arc<Shared>, loss: Loss, rep: &mut ScenarioReport) -> bool {
+    let keys = shared.model().tracked_keys();
+    let res = Client::connect(d.resp, CLIENT_TIMEOUT)
+        .and_then(|mut c| crate::model::read_back(&mut c, &keys, SCAN_KEYS_MAX));
+    match res {
+        Ok((observed, all, _)) => {
+            let v = shared.model().check(&observed, &all, loss, rep.seed);
+            for m in &v.messages {
+                eprintln!("[{} seed {}] {m}", rep.scenario, rep.seed);
+            }
+            rep.verdict.absorb(&v);
+            true
+        }
+        Err(e) => {
+            rep.fail(format!("verify read-back failed: {e}"));
+            false
+        }
+    }
+}
+
+/// Copies the model's counters into the report.
+pub fn count_writes(shared: &Shared, rep: &mut ScenarioReport) {
+    let m = shared.model();
+    rep.writes_attempted = m.writes_attempted;
+    rep.writes_acknowledged = m.writes_acked;
+    rep.writes_refused = m.writes_refused;
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Files under `dir` (recursively) whose name satisfies `pred`, sorted.
+pub fn files_matching(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if pred(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
