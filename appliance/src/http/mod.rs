@@ -41,6 +41,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot)
     let _ = stream.set_nodelay(true);
     if let Some(idle) = shared.config.idle_timeout {
         let _ = stream.set_read_timeout(Some(idle));
+        let _ = stream.set_write_timeout(Some(idle));
     }
     let io = smol_hyper::rt::FuturesIo::new(stream);
     let svc_shared = Arc::clone(&shared);

@@ -29,6 +29,8 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot)
     if let Some(idle) = shared.config.idle_timeout {
         // A read that waits longer fails: idle clients and clients stalled mid-frame alike.
         let _ = stream.set_read_timeout(Some(idle));
+        // And a client that stops reading its replies cannot pin the connection forever.
+        let _ = stream.set_write_timeout(Some(idle));
     }
     let mut session = Session::new(slot.client_id, shared.config.password.is_some());
     if let Err(e) = run(&mut stream, &shared, &mut session).await {
