@@ -52,9 +52,14 @@ impl DaemonConfig {
 /// How a start ended.
 #[derive(Debug)]
 pub enum Start {
-    Ready { recovery: Duration },
+    Ready {
+        recovery: Duration,
+    },
     /// The daemon refused to start (exit status, log tail): expected after some corruptions.
-    Refused { status: String, log_tail: String },
+    Refused {
+        status: String,
+        log_tail: String,
+    },
 }
 
 pub struct Daemon {
@@ -100,11 +105,19 @@ impl Daemon {
     /// Starts the daemon and waits for READY=1 or its exit. The time returned is start → ready.
     pub fn start(&mut self) -> Result<Start> {
         assert!(self.child.is_none(), "start of a running daemon");
+        // Fresh ports on every start: a port picked once can be taken as an ephemeral source
+        // port by one of the harness's own client connections while the daemon is down.
+        self.resp = SocketAddr::from(([127, 0, 0, 1], free_port(&self.log_path)?));
+        self.http = SocketAddr::from(([127, 0, 0, 1], free_port(&self.log_path)?));
         // Drop stale datagrams from a previous life.
         let mut buf = [0u8; 4096];
-        self.notify.set_nonblocking(true).map_err(io_err(&self.notify_path))?;
+        self.notify
+            .set_nonblocking(true)
+            .map_err(io_err(&self.notify_path))?;
         while self.notify.recv(&mut buf).is_ok() {}
-        self.notify.set_nonblocking(false).map_err(io_err(&self.notify_path))?;
+        self.notify
+            .set_nonblocking(false)
+            .map_err(io_err(&self.notify_path))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -112,15 +125,24 @@ impl Daemon {
             .map_err(io_err(&self.log_path))?;
         let c = &self.cfg;
         let mut cmd = Command::new(&c.bin);
-        cmd.arg("--data-dir").arg(&c.data_dir)
-            .arg("--resp-addr").arg(self.resp.to_string())
-            .arg("--http-addr").arg(self.http.to_string())
-            .arg("--shards").arg(c.shards.to_string())
-            .arg("--pin-cpus").arg("false")
-            .arg("--memtable-bytes-max").arg(c.memtable_bytes.to_string())
-            .arg("--wal-segment-bytes").arg(c.wal_segment_bytes.to_string())
-            .arg("--block-cache-bytes").arg(c.block_cache_bytes.to_string())
-            .arg("--idle-timeout-secs").arg("0")
+        cmd.arg("--data-dir")
+            .arg(&c.data_dir)
+            .arg("--resp-addr")
+            .arg(self.resp.to_string())
+            .arg("--http-addr")
+            .arg(self.http.to_string())
+            .arg("--shards")
+            .arg(c.shards.to_string())
+            .arg("--pin-cpus")
+            .arg("false")
+            .arg("--memtable-bytes-max")
+            .arg(c.memtable_bytes.to_string())
+            .arg("--wal-segment-bytes")
+            .arg(c.wal_segment_bytes.to_string())
+            .arg("--block-cache-bytes")
+            .arg(c.block_cache_bytes.to_string())
+            .arg("--idle-timeout-secs")
+            .arg("0")
             .args(&c.extra_args)
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env_remove("WATCHDOG_USEC")
@@ -241,7 +263,9 @@ impl Daemon {
             let _ = f.read_to_string(&mut s);
         }
         let cut = s.len().saturating_sub(LOG_TAIL_BYTES_MAX);
-        let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+        let cut = (cut..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
         s[cut..].to_string()
     }
 
@@ -277,7 +301,11 @@ pub fn find_mantisd(given: Option<&Path>) -> Result<PathBuf> {
     }
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(4) {
-            for cand in [dir.join("mantisd"), dir.join("debug/mantisd"), dir.join("release/mantisd")] {
+            for cand in [
+                dir.join("mantisd"),
+                dir.join("debug/mantisd"),
+                dir.join("release/mantisd"),
+            ] {
                 if cand.is_file() {
                     return Ok(cand);
                 }

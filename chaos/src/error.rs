@@ -18,7 +18,9 @@ pub enum ChaosError {
     },
     #[error("mantisd binary not found (tried {tried:?}); build it with `cargo build -p mantisd` or pass --mantisd")]
     NoMantisd { tried: Vec<PathBuf> },
-    #[error("mantisd did not become ready within {waited_ms} ms (seed {seed}); log tail:\n{log_tail}")]
+    #[error(
+        "mantisd did not become ready within {waited_ms} ms (seed {seed}); log tail:\n{log_tail}"
+    )]
     NotReady {
         seed: u64,
         waited_ms: u128,

@@ -11,7 +11,11 @@ use mantis_chaos::report::{RunReport, ScenarioReport};
 use mantis_chaos::scenarios::{self, crash::CrashOpts, Ctx};
 
 #[derive(Parser, Debug)]
-#[command(name = "mantis-chaos", version, about = "Chaos harness for mantisd: crashes, torn WALs, full disks, memory limits, corruption, client faults")]
+#[command(
+    name = "mantis-chaos",
+    version,
+    about = "Chaos harness for mantisd: crashes, torn WALs, full disks, memory limits, corruption, client faults"
+)]
 struct Cli {
     /// mantisd binary (default: next to this binary, or target/{debug,release}/mantisd).
     #[arg(long, global = true)]
@@ -94,21 +98,40 @@ enum Cmd {
 }
 
 fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
-    let crash = |iterations, flush_heavy| CrashOpts { seed, iterations, writers: 4, flush_heavy, load_ms_max: 400 };
+    let crash = |iterations, flush_heavy| CrashOpts {
+        seed,
+        iterations,
+        writers: 4,
+        flush_heavy,
+        load_ms_max: 400,
+    };
     Ok(match &cli.cmd {
-        Cmd::Crash { iterations, writers, flush_heavy } => {
+        Cmd::Crash {
+            iterations,
+            writers,
+            flush_heavy,
+        } => {
             let mut o = crash(*iterations, *flush_heavy);
             o.writers = *writers;
             vec![scenarios::crash::run(ctx, &o)?]
         }
         Cmd::Torn { iterations } => vec![scenarios::torn::run(ctx, seed, *iterations)?],
         Cmd::DiskFull => vec![scenarios::diskfull::run(ctx, seed)?],
-        Cmd::Memory { limit_mib, load_secs } => vec![scenarios::memory::run(ctx, seed, *limit_mib, *load_secs)?],
+        Cmd::Memory {
+            limit_mib,
+            load_secs,
+        } => vec![scenarios::memory::run(ctx, seed, *limit_mib, *load_secs)?],
         Cmd::Corrupt { flips } => vec![scenarios::corrupt::run(ctx, seed, *flips)?],
         Cmd::ClientFaults { iterations } => vec![scenarios::client::run(ctx, seed, *iterations)?],
-        Cmd::Concurrent { clients, keys, ops } => vec![scenarios::concurrent::run(ctx, seed, *clients, *keys, *ops)?],
+        Cmd::Concurrent { clients, keys, ops } => vec![scenarios::concurrent::run(
+            ctx, seed, *clients, *keys, *ops,
+        )?],
         Cmd::Edge { values } => vec![scenarios::edge::run(ctx, seed, *values)?],
-        Cmd::All { crash_iterations, torn_iterations, flips } => vec![
+        Cmd::All {
+            crash_iterations,
+            torn_iterations,
+            flips,
+        } => vec![
             scenarios::crash::run(ctx, &crash(*crash_iterations, false))?,
             scenarios::crash::run(ctx, &crash(*crash_iterations, true))?,
             scenarios::torn::run(ctx, seed, *torn_iterations)?,
@@ -125,8 +148,13 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let seed = cli.seed.unwrap_or_else(|| now.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let seed = cli
+        .seed
+        .unwrap_or_else(|| now.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16);
     eprintln!("mantis-chaos: seed {seed} (replay with --seed {seed})");
     let mantisd = match find_mantisd(cli.mantisd.as_deref()) {
         Ok(p) => p,
@@ -135,7 +163,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ctx = Ctx { mantisd: mantisd.clone(), work_dir: cli.work_dir.clone(), keep: cli.keep };
+    let ctx = Ctx {
+        mantisd: mantisd.clone(),
+        work_dir: cli.work_dir.clone(),
+        keep: cli.keep,
+    };
     let scenarios = match run(&cli, seed, &ctx) {
         Ok(s) => s,
         Err(e) => {
@@ -144,10 +176,20 @@ fn main() -> ExitCode {
         }
     };
     let passed = scenarios.iter().all(|s| s.passed);
-    let report = RunReport { seed, mantisd: mantisd.display().to_string(), started_unix_s: now, scenarios, passed };
+    let report = RunReport {
+        seed,
+        mantisd: mantisd.display().to_string(),
+        started_unix_s: now,
+        scenarios,
+        passed,
+    };
     print!("{}", report.markdown());
     match report.write(&cli.report_dir) {
-        Ok((json, md)) => eprintln!("mantis-chaos: reports {} and {}", json.display(), md.display()),
+        Ok((json, md)) => eprintln!(
+            "mantis-chaos: reports {} and {}",
+            json.display(),
+            md.display()
+        ),
         Err(e) => eprintln!("mantis-chaos: could not write the report: {e}"),
     }
     if passed {

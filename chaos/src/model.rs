@@ -141,7 +141,11 @@ impl Model {
 
     pub fn resolve(&mut self, keys: &[Vec<u8>], version: u64, outcome: Outcome) {
         for k in keys {
-            if let Some(w) = self.keys.get_mut(k).and_then(|st| st.writes.get_mut(&version)) {
+            if let Some(w) = self
+                .keys
+                .get_mut(k)
+                .and_then(|st| st.writes.get_mut(&version))
+            {
                 *w = outcome;
             }
         }
@@ -190,10 +194,11 @@ impl Model {
             }
         }
         for (key, st) in self.keys.iter_mut() {
+            // A key that could not be read keeps its pending writes for the next check.
             if let Some(found) = seen.get(key) {
                 st.floor = *found;
+                st.writes.clear();
             }
-            st.writes.clear();
         }
         self.batches.clear();
         v
@@ -260,9 +265,7 @@ fn check_key(
             ));
         }
     }
-    let Some(d) = found else {
-        return None;
-    };
+    let d = found?;
     let legit = st.floor == Some(d.version)
         || matches!(
             st.writes.get(&d.version),
@@ -275,7 +278,7 @@ fn check_key(
             show(key),
             d.version
         ));
-    } else if !legit && !(loss == Loss::Injected && d.version < st.floor.unwrap_or(0)) {
+    } else if !(legit || loss == Loss::Injected && d.version < st.floor.unwrap_or(0)) {
         v.wrong_values += 1;
         v.note(format!(
             "seed {seed}: key {} holds version {} that is not a live write (floor {:?})",
@@ -302,12 +305,15 @@ fn check_key(
     Some(d.version)
 }
 
+/// What a read-back found: per key, every key SCAN listed (None: SCAN refused), read errors.
+pub type ReadBack = (BTreeMap<Vec<u8>, Observed>, Option<Vec<Vec<u8>>>, u64);
+
 /// Reads every tracked key (GET + PTTL, pipelined) and the full key list.
 pub fn read_back(
     client: &mut crate::resp::Client,
     keys: &[Vec<u8>],
     keys_max: usize,
-) -> std::io::Result<(BTreeMap<Vec<u8>, Observed>, Vec<Vec<u8>>, u64)> {
+) -> std::io::Result<ReadBack> {
     use crate::resp::Reply;
     let mut cmds = Vec::with_capacity(keys.len() * 2);
     for k in keys {
@@ -329,9 +335,22 @@ pub fn read_back(
             Some(Reply::Int(n)) => *n,
             _ => -3,
         };
-        out.insert(k.clone(), Observed { value, pttl_ms, error });
+        out.insert(
+            k.clone(),
+            Observed {
+                value,
+                pttl_ms,
+                error,
+            },
+        );
     }
-    let all = crate::resp::scan_all(client, keys_max)?;
+    // A SCAN refused with an error (corruption found while scanning) is a detection: the
+    // never-written-key check is then skipped (`None`).
+    let all = match crate::resp::scan_all(client, keys_max) {
+        Ok(all) => Some(all),
+        Err(e) if e.kind() == std::io::ErrorKind::Other => None,
+        Err(e) => return Err(e),
+    };
     Ok((out, all, read_errors))
 }
 
@@ -352,22 +371,31 @@ mod tests {
     fn lost_wrong_and_partial_are_counted() {
         let mut m = Model::default();
         let (a, b) = (b"a".to_vec(), b"b".to_vec());
-        m.attempt(&[a.clone()], 1);
-        m.resolve(&[a.clone()], 1, Outcome::Acked);
+        m.attempt(std::slice::from_ref(&a), 1);
+        m.resolve(std::slice::from_ref(&a), 1, Outcome::Acked);
         m.attempt(&[a.clone(), b.clone()], 2);
         // Lost: a acked at 1, read absent; batch 2 partial is not flagged when nothing applied.
-        let observed = BTreeMap::from([(a.clone(), obs(&a, None, false)), (b.clone(), obs(&b, None, false))]);
+        let observed = BTreeMap::from([
+            (a.clone(), obs(&a, None, false)),
+            (b.clone(), obs(&b, None, false)),
+        ]);
         let v = m.check(&observed, &[], Loss::Forbidden, 7);
         assert_eq!(v.acked_lost, 1);
         assert_eq!(v.partial_batches, 0);
         // Partial batch: version 3 on a only.
         m.attempt(&[a.clone(), b.clone()], 3);
-        let observed = BTreeMap::from([(a.clone(), obs(&a, Some(3), false)), (b.clone(), obs(&b, None, false))]);
+        let observed = BTreeMap::from([
+            (a.clone(), obs(&a, Some(3), false)),
+            (b.clone(), obs(&b, None, false)),
+        ]);
         let v = m.check(&observed, &[b"zzz".to_vec()], Loss::Forbidden, 7);
         assert_eq!(v.partial_batches, 1);
         assert_eq!(v.unknown_keys, 1);
         // Resurrection: version 2 (dead after the first check) must not come back.
-        let observed = BTreeMap::from([(a.clone(), obs(&a, Some(2), false)), (b.clone(), obs(&b, None, false))]);
+        let observed = BTreeMap::from([
+            (a.clone(), obs(&a, Some(2), false)),
+            (b.clone(), obs(&b, None, false)),
+        ]);
         let v = m.check(&observed, &[], Loss::Forbidden, 7);
         assert_eq!(v.acked_lost, 1, "older than the floor");
         assert_eq!(v.wrong_values, 1);

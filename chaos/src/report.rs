@@ -83,23 +83,49 @@ impl ScenarioReport {
         let rows: Vec<(&str, String)> = vec![
             ("iterations", self.iterations.to_string()),
             ("faults injected", self.faults_injected.to_string()),
-            ("faults detected by mantisd", self.faults_detected.to_string()),
-            ("writes attempted / acknowledged / refused", format!("{} / {} / {}", self.writes_attempted, self.writes_acknowledged, self.writes_refused)),
+            (
+                "faults detected by mantisd",
+                self.faults_detected.to_string(),
+            ),
+            (
+                "writes attempted / acknowledged / refused",
+                format!(
+                    "{} / {} / {}",
+                    self.writes_attempted, self.writes_acknowledged, self.writes_refused
+                ),
+            ),
             ("keys checked", v.keys_checked.to_string()),
             ("**acknowledged writes lost**", v.acked_lost.to_string()),
-            ("**wrong values read**", (v.wrong_values + v.refused_applied).to_string()),
+            (
+                "**wrong values read**",
+                (v.wrong_values + v.refused_applied).to_string(),
+            ),
             ("torn values", v.torn_values.to_string()),
             ("keys never written", v.unknown_keys.to_string()),
             ("partial batches", v.partial_batches.to_string()),
             ("TTL mismatches", v.ttl_mismatches.to_string()),
-            ("acked writes destroyed by the injection itself", v.acked_destroyed_by_injection.to_string()),
-            ("recovery ms p50 / p99 / max", format!("{:.0} / {:.0} / {:.0}", self.recovery_ms_p50, self.recovery_ms_p99, self.recovery_ms_max)),
+            (
+                "acked writes destroyed by the injection itself",
+                v.acked_destroyed_by_injection.to_string(),
+            ),
+            (
+                "recovery ms p50 / p99 / max",
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    self.recovery_ms_p50, self.recovery_ms_p99, self.recovery_ms_max
+                ),
+            ),
             ("duration s", format!("{:.1}", self.duration_s)),
         ];
         for (k, val) in rows {
             s.push_str(&format!("| {k} | {val} |\n"));
         }
-        for (title, list) in [("Notes", &self.notes), ("Host limits", &self.host_limits), ("Failures", &self.failures), ("Verifier messages", &v.messages)] {
+        for (title, list) in [
+            ("Notes", &self.notes),
+            ("Host limits", &self.host_limits),
+            ("Failures", &self.failures),
+            ("Verifier messages", &v.messages),
+        ] {
             if !list.is_empty() {
                 s.push_str(&format!("\n{title}:\n"));
                 for n in list {
@@ -143,9 +169,15 @@ impl RunReport {
         for r in &self.scenarios {
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {:.0}/{:.0} | {} |\n",
-                r.scenario, r.iterations, r.faults_injected, r.writes_acknowledged,
-                r.verdict.acked_lost, r.verdict.wrong_values + r.verdict.refused_applied,
-                r.verdict.torn_values, r.recovery_ms_p50, r.recovery_ms_p99,
+                r.scenario,
+                r.iterations,
+                r.faults_injected,
+                r.writes_acknowledged,
+                r.verdict.acked_lost,
+                r.verdict.wrong_values + r.verdict.refused_applied,
+                r.verdict.torn_values,
+                r.recovery_ms_p50,
+                r.recovery_ms_p99,
                 if r.passed { "pass" } else { "FAIL" }
             ));
         }

@@ -174,11 +174,15 @@ pub fn scan_all(client: &mut Client, keys_max: usize) -> std::io::Result<Vec<Vec
     let mut keys = Vec::new();
     loop {
         let reply = client.call(&[b"SCAN", &cursor, b"COUNT", b"1000"])?;
+        if let Reply::Error(e) = &reply {
+            return Err(std::io::Error::other(format!("SCAN refused: {e}")));
+        }
         let Reply::Array(Some(parts)) = reply else {
             return Err(bad(format!("SCAN reply {}", reply.describe())));
         };
         let mut it = parts.into_iter();
-        let (Some(Reply::Bulk(Some(next))), Some(Reply::Array(Some(page)))) = (it.next(), it.next())
+        let (Some(Reply::Bulk(Some(next))), Some(Reply::Array(Some(page)))) =
+            (it.next(), it.next())
         else {
             return Err(bad("SCAN reply shape"));
         };

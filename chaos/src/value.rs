@@ -59,7 +59,9 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Decoded, String> {
     if parse_hex(key_crc)? != crc32fast::hash(key) {
         return Err("value belongs to another key".into());
     }
-    let version: u64 = version.parse().map_err(|_| format!("version {version:?}"))?;
+    let version: u64 = version
+        .parse()
+        .map_err(|_| format!("version {version:?}"))?;
     let ttl = ttl == "1";
     let len: usize = len.parse().map_err(|_| format!("length {len:?}"))?;
     let payload = &value[bar + 1..];
@@ -99,9 +101,18 @@ mod tests {
     #[test]
     fn round_trip_and_tears() {
         let v = encode(b"k1", 42, true, 1000);
-        assert_eq!(decode(b"k1", &v).unwrap(), Decoded { version: 42, ttl: true });
+        assert_eq!(
+            decode(b"k1", &v).unwrap(),
+            Decoded {
+                version: 42,
+                ttl: true
+            }
+        );
         assert!(decode(b"k2", &v).is_err(), "foreign key accepted");
-        assert!(decode(b"k1", &v[..v.len() - 1]).is_err(), "short value accepted");
+        assert!(
+            decode(b"k1", &v[..v.len() - 1]).is_err(),
+            "short value accepted"
+        );
         let mut flipped = v.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;

@@ -53,14 +53,20 @@ impl Shared {
 
     fn count_error(&self, e: &str) {
         let kind = e.split(' ').next().unwrap_or("").to_string();
-        let mut m = self.error_replies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self
+            .error_replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if m.len() < ERROR_KINDS_MAX || m.contains_key(&kind) {
             *m.entry(kind).or_default() += 1;
         }
     }
 
     pub fn errors_of(&self, kind: &str) -> u64 {
-        let m = self.error_replies.lock().unwrap_or_else(PoisonError::into_inner);
+        let m = self
+            .error_replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         m.get(kind).copied().unwrap_or(0)
     }
 }
@@ -70,7 +76,12 @@ pub fn key(writer: usize, n: usize) -> Vec<u8> {
 }
 
 /// Starts the writers; join the handles after setting `shared.stop` or killing the daemon.
-pub fn start(addr: SocketAddr, load: &Load, round: u64, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+pub fn start(
+    addr: SocketAddr,
+    load: &Load,
+    round: u64,
+    shared: &Arc<Shared>,
+) -> Vec<JoinHandle<()>> {
     (0..load.writers)
         .map(|w| {
             let load = load.clone();
@@ -84,11 +95,15 @@ fn writer(addr: SocketAddr, load: &Load, w: usize, round: u64, shared: &Shared) 
     let Ok(mut client) = Client::connect(addr, Duration::from_secs(30)) else {
         return;
     };
-    let mut rng = SmallRng::seed_from_u64(load.seed ^ (round << 20) ^ (w as u64).wrapping_mul(0x9e37_79b9));
+    let mut rng =
+        SmallRng::seed_from_u64(load.seed ^ (round << 20) ^ (w as u64).wrapping_mul(0x9e37_79b9));
     let keys: Vec<Vec<u8>> = (0..load.keys_per_writer).map(|n| key(w, n)).collect();
     let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
     for k in &keys {
-        by_shard.entry(value::shard_of(k, load.shards)).or_default().push(k.clone());
+        by_shard
+            .entry(value::shard_of(k, load.shards))
+            .or_default()
+            .push(k.clone());
     }
     let groups: Vec<Vec<Vec<u8>>> = by_shard.into_values().filter(|g| g.len() >= 2).collect();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -113,10 +128,18 @@ fn writer(addr: SocketAddr, load: &Load, w: usize, round: u64, shared: &Shared) 
         } else {
             let k = keys[rng.gen_range(0..keys.len())].clone();
             let ttl = roll < 0.45;
-            let mut cmd = vec![b"SET".to_vec(), k.clone(), value::encode(&k, version, ttl, size)];
+            let mut cmd = vec![
+                b"SET".to_vec(),
+                k.clone(),
+                value::encode(&k, version, ttl, size),
+            ];
             if ttl {
                 cmd.push(b"EX".to_vec());
-                cmd.push(rng.gen_range(TTL_SECS_MIN..=TTL_SECS_MAX).to_string().into_bytes());
+                cmd.push(
+                    rng.gen_range(TTL_SECS_MIN..=TTL_SECS_MAX)
+                        .to_string()
+                        .into_bytes(),
+                );
             }
             (vec![k], cmd)
         };
@@ -126,7 +149,9 @@ fn writer(addr: SocketAddr, load: &Load, w: usize, round: u64, shared: &Shared) 
             Ok(r) if r.is_ok() => shared.model().resolve(&batch_keys, version, Outcome::Acked),
             Ok(Reply::Error(e)) => {
                 shared.count_error(&e);
-                shared.model().resolve(&batch_keys, version, Outcome::Refused);
+                shared
+                    .model()
+                    .resolve(&batch_keys, version, Outcome::Refused);
             }
             Ok(other) => {
                 shared.count_error(&format!("UNEXPECTED {}", other.describe()));

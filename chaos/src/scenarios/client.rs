@@ -23,7 +23,10 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
     let mut rep = ScenarioReport::new("client-faults", seed);
     let started = Instant::now();
     let scratch = Scratch::new(ctx, "client", seed)?;
-    let mut d = Daemon::new(DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed), &scratch.run())?;
+    let mut d = Daemon::new(
+        DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed),
+        &scratch.run(),
+    )?;
     rep.recovery_ms.push(ms(d.start_ready()?));
     let shared = Shared::new();
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -36,8 +39,12 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         let mut wire = Vec::new();
         let mut sent: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
         for b in 0..rng.gen_range(1..=6) {
-            let version = shared.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let keys: Vec<Vec<u8>> = (0..rng.gen_range(2..=8)).map(|n| format!("cf:{i}:{b}:{n}").into_bytes()).collect();
+            let version = shared
+                .version
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let keys: Vec<Vec<u8>> = (0..rng.gen_range(2..=8))
+                .map(|n| format!("cf:{i}:{b}:{n}").into_bytes())
+                .collect();
             let size = rng.gen_range(0..6000);
             let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
             for k in &keys {
@@ -48,7 +55,10 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
             encode(&refs, &mut wire);
             let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
             for k in &keys {
-                by_shard.entry(value::shard_of(k, shards)).or_default().push(k.clone());
+                by_shard
+                    .entry(value::shard_of(k, shards))
+                    .or_default()
+                    .push(k.clone());
             }
             for group in by_shard.values() {
                 shared.model().attempt(group, version);
@@ -58,7 +68,9 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         // The frame that is cut: its keys are never registered, so any of them found is an
         // unknown key.
         let mut cut = Vec::new();
-        let ck: Vec<Vec<u8>> = (0..4).map(|n| format!("cut:{i}:{n}").into_bytes()).collect();
+        let ck: Vec<Vec<u8>> = (0..4)
+            .map(|n| format!("cut:{i}:{n}").into_bytes())
+            .collect();
         let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
         for k in &ck {
             args.push(k.clone());
@@ -85,6 +97,7 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         rep.faults_injected += 1;
         rep.iterations += 1;
         if i % 10 == 9 || i + 1 == iterations {
+            super::wait_connections_closed(&d, &mut rep);
             verify(&d, &shared, Loss::Forbidden, &mut rep);
         }
     }

@@ -31,7 +31,12 @@ enum Target {
     SegmentTruncate,
 }
 
-const TARGETS: [Target; 4] = [Target::Segment, Target::Manifest, Target::Wal, Target::SegmentTruncate];
+const TARGETS: [Target; 4] = [
+    Target::Segment,
+    Target::Manifest,
+    Target::Wal,
+    Target::SegmentTruncate,
+];
 
 pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     let mut rep = ScenarioReport::new("corruption", seed);
@@ -42,7 +47,13 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     cfg.wal_segment_bytes = 16 << 20;
     let mut d = Daemon::new(cfg, &scratch.run())?;
     rep.recovery_ms.push(ms(d.start_ready()?));
-    let load = Load { writers: 3, keys_per_writer: 64, shards: d.cfg.shards, value_bytes_max: 8 << 10, seed };
+    let load = Load {
+        writers: 3,
+        keys_per_writer: 64,
+        shards: d.cfg.shards,
+        value_bytes_max: 8 << 10,
+        seed,
+    };
     let shared = Shared::new();
     // Two phases of load: the first is flushed to segments by the graceful stop in between,
     // the second stays in the WAL after a SIGKILL.
@@ -69,7 +80,11 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
         rep.faults_injected += 1;
         let detected = match d.start()? {
             Start::Refused { log_tail, .. } => {
-                rep.note(format!("{target:?} {}: refused at start: {}", fault.describe(), last_line(&log_tail)));
+                rep.note(format!(
+                    "{target:?} {}: refused at start: {}",
+                    fault.describe(),
+                    last_line(&log_tail)
+                ));
                 true
             }
             Start::Ready { recovery } => {
@@ -100,7 +115,13 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(300).collect()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
 }
 
 struct Fault {
@@ -122,16 +143,25 @@ impl Fault {
         if !self.path.exists() {
             return Ok(());
         }
-        let f = std::fs::OpenOptions::new().write(true).open(&self.path).map_err(io_err(&self.path))?;
-        f.write_all_at(&self.original, self.offset).map_err(io_err(&self.path))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        f.write_all_at(&self.original, self.offset)
+            .map_err(io_err(&self.path))?;
         f.sync_all().map_err(io_err(&self.path))
     }
 }
 
 fn pick(data: &Path, target: Target, rng: &mut SmallRng) -> Result<Option<Fault>> {
     let files = match target {
-        Target::Segment | Target::SegmentTruncate => files_matching(data, &|p| p.extension().is_some_and(|e| e == "seg")),
-        Target::Manifest => files_matching(data, &|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"))),
+        Target::Segment | Target::SegmentTruncate => {
+            files_matching(data, &|p| p.extension().is_some_and(|e| e == "seg"))
+        }
+        Target::Manifest => files_matching(data, &|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"))
+        }),
         Target::Wal => files_matching(data, &|p| p.extension().is_some_and(|e| e == "wal")),
     };
     if files.is_empty() {
@@ -153,15 +183,29 @@ fn pick(data: &Path, target: Target, rng: &mut SmallRng) -> Result<Option<Fault>
         _ => (0, bytes.len() as u64),
     };
     let offset = rng.gen_range(range.0..range.1);
-    let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
     let fault = if target == Target::SegmentTruncate {
-        let fault = Fault { path: path.clone(), offset, original: bytes[offset as usize..].to_vec(), truncated_to: Some(offset) };
+        let fault = Fault {
+            path: path.clone(),
+            offset,
+            original: bytes[offset as usize..].to_vec(),
+            truncated_to: Some(offset),
+        };
         f.set_len(offset).map_err(io_err(&path))?;
         fault
     } else {
         let b = bytes[offset as usize];
-        f.write_all_at(&[b ^ (1 << rng.gen_range(0..8))], offset).map_err(io_err(&path))?;
-        Fault { path: path.clone(), offset, original: vec![b], truncated_to: None }
+        f.write_all_at(&[b ^ (1 << rng.gen_range(0..8))], offset)
+            .map_err(io_err(&path))?;
+        Fault {
+            path: path.clone(),
+            offset,
+            original: vec![b],
+            truncated_to: None,
+        }
     };
     f.sync_all().map_err(io_err(&path))?;
     Ok(Some(fault))

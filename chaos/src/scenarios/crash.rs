@@ -26,7 +26,11 @@ pub struct CrashOpts {
 }
 
 pub fn run(ctx: &Ctx, o: &CrashOpts) -> Result<ScenarioReport> {
-    let name = if o.flush_heavy { "crash-flush-compaction" } else { "crash" };
+    let name = if o.flush_heavy {
+        "crash-flush-compaction"
+    } else {
+        "crash"
+    };
     let mut rep = ScenarioReport::new(name, o.seed);
     let started = Instant::now();
     let scratch = Scratch::new(ctx, name, o.seed)?;
@@ -52,10 +56,15 @@ pub fn run(ctx: &Ctx, o: &CrashOpts) -> Result<ScenarioReport> {
         std::thread::sleep(Duration::from_millis(rng.gen_range(20..=o.load_ms_max)));
         if o.flush_heavy {
             flushes = d.metric_sum("mantis_flushes_total").unwrap_or(flushes);
-            compactions = d.metric_sum("mantis_compactions_total").unwrap_or(compactions);
+            compactions = d
+                .metric_sum("mantis_compactions_total")
+                .unwrap_or(compactions);
         }
         if !d.alive() {
-            rep.fail(format!("iteration {i}: mantisd died under load: {}", d.log_tail()));
+            rep.fail(format!(
+                "iteration {i}: mantisd died under load: {}",
+                d.log_tail()
+            ));
             workload::join(handles);
             break;
         }

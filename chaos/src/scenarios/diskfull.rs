@@ -23,9 +23,15 @@ const HEADROOM_BYTES: u64 = 24 << 20;
 const FILL_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn sh(what: &str, cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().map_err(|e| ChaosError::Host { what: what.into(), detail: e.to_string() })?;
+    let out = cmd.output().map_err(|e| ChaosError::Host {
+        what: what.into(),
+        detail: e.to_string(),
+    })?;
     if !out.status.success() {
-        return Err(ChaosError::Host { what: what.into(), detail: String::from_utf8_lossy(&out.stderr).into_owned() });
+        return Err(ChaosError::Host {
+            what: what.into(),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -49,9 +55,20 @@ fn mount_image(scratch: &Scratch) -> Result<LoopFs> {
     std::fs::create_dir_all(&mount).map_err(io_err(&mount))?;
     let f = std::fs::File::create(&image).map_err(io_err(&image))?;
     f.set_len(IMAGE_BYTES).map_err(io_err(&image))?;
-    let device = sh("losetup", Command::new("losetup").args(["--find", "--show"]).arg(&image))?;
-    let fs = LoopFs { mount: mount.clone(), device: device.clone() };
-    sh("mkfs.ext4", Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device))?;
+    let device = sh(
+        "losetup",
+        Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image),
+    )?;
+    let fs = LoopFs {
+        mount: mount.clone(),
+        device: device.clone(),
+    };
+    sh(
+        "mkfs.ext4",
+        Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device),
+    )?;
     sh("mount", Command::new("mount").arg(&device).arg(&mount))?;
     Ok(fs)
 }
@@ -68,7 +85,8 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     let fs = match mount_image(&scratch) {
         Ok(fs) => fs,
         Err(e) => {
-            rep.host_limits.push(format!("no loop-mounted ext4 image: {e}"));
+            rep.host_limits
+                .push(format!("no loop-mounted ext4 image: {e}"));
             rep.fail("disk-full scenario could not run on this host");
             rep.finish(started);
             return Ok(rep);
@@ -84,7 +102,13 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     let ballast_bytes = free_bytes(&fs.mount)?.saturating_sub(HEADROOM_BYTES);
     write_ballast(&ballast, ballast_bytes)?;
     rep.faults_injected += 1;
-    let load = Load { writers: 3, keys_per_writer: 256, shards: d.cfg.shards, value_bytes_max: 64 << 10, seed };
+    let load = Load {
+        writers: 3,
+        keys_per_writer: 256,
+        shards: d.cfg.shards,
+        value_bytes_max: 64 << 10,
+        seed,
+    };
     let shared = Shared::new();
     let handles = workload::start(d.resp, &load, 0, &shared);
     let deadline = Instant::now() + FILL_TIMEOUT;
@@ -95,7 +119,14 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     workload::join(handles);
     let diskfull = shared.errors_of("DISKFULL");
     if diskfull == 0 {
-        rep.fail(format!("no DISKFULL reply within {FILL_TIMEOUT:?}; errors: {:?}", shared.error_replies.lock().map(|m| m.clone()).unwrap_or_default()));
+        rep.fail(format!(
+            "no DISKFULL reply within {FILL_TIMEOUT:?}; errors: {:?}",
+            shared
+                .error_replies
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default()
+        ));
     } else {
         rep.faults_detected += 1;
         rep.note(format!("{diskfull} writes refused with DISKFULL"));
@@ -109,9 +140,14 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     match d.http_get("/health") {
         Ok((code, body)) => {
-            rep.note(format!("/health on a full disk: {code} {}", body.chars().take(200).collect::<String>()));
+            rep.note(format!(
+                "/health on a full disk: {code} {}",
+                body.chars().take(200).collect::<String>()
+            ));
             if !body.contains("degraded") {
-                rep.fail(format!("/health does not say degraded on a full disk: {code} {body}"));
+                rep.fail(format!(
+                    "/health does not say degraded on a full disk: {code} {body}"
+                ));
             }
         }
         Err(e) => rep.fail(format!("/health unreachable on a full disk: {e}")),
@@ -151,17 +187,31 @@ fn resume_writes(d: &Daemon, shared: &Shared, rep: &mut ScenarioReport) {
     loop {
         let val = value::encode(&key, version, false, 100);
         shared.model().attempt(std::slice::from_ref(&key), version);
-        let reply = Client::connect(d.resp, CLIENT_TIMEOUT).and_then(|mut c| c.call(&[b"SET", &key, &val]));
+        let reply =
+            Client::connect(d.resp, CLIENT_TIMEOUT).and_then(|mut c| c.call(&[b"SET", &key, &val]));
         match reply {
             Ok(r) if r.is_ok() => {
-                shared.model().resolve(std::slice::from_ref(&key), version, crate::model::Outcome::Acked);
-                rep.note("writes resumed after the ballast was removed, without a restart".to_string());
+                shared.model().resolve(
+                    std::slice::from_ref(&key),
+                    version,
+                    crate::model::Outcome::Acked,
+                );
+                rep.note(
+                    "writes resumed after the ballast was removed, without a restart".to_string(),
+                );
                 return;
             }
             Ok(r) => {
-                shared.model().resolve(std::slice::from_ref(&key), version, crate::model::Outcome::Refused);
+                shared.model().resolve(
+                    std::slice::from_ref(&key),
+                    version,
+                    crate::model::Outcome::Refused,
+                );
                 if Instant::now() > deadline {
-                    rep.fail(format!("writes did not resume within 30 s of freeing space: {}", r.describe()));
+                    rep.fail(format!(
+                        "writes did not resume within 30 s of freeing space: {}",
+                        r.describe()
+                    ));
                     return;
                 }
             }

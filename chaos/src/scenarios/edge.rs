@@ -43,27 +43,49 @@ pub fn run(ctx: &Ctx, seed: u64, values: u64) -> Result<ScenarioReport> {
         let val = value::encode(&key, version, true, size);
         shared.model().attempt(std::slice::from_ref(&key), version);
         match c.call(&[b"SET", &key, &val, b"EX", ttl.to_string().as_bytes()]) {
-            Ok(r) if r.is_ok() => shared.model().resolve(std::slice::from_ref(&key), version, Outcome::Acked),
+            Ok(r) if r.is_ok() => {
+                shared
+                    .model()
+                    .resolve(std::slice::from_ref(&key), version, Outcome::Acked)
+            }
             other => rep.fail(format!("SET of {size} bytes: {other:?}")),
         }
         match c.call(&[b"PTTL", &key]) {
-            Ok(Reply::Int(ms)) if ms > 0 && ms <= (ttl * 1000) as i64 && ms > (ttl as i64 - 60) * 1000 => {}
+            Ok(Reply::Int(ms))
+                if ms > 0 && ms <= (ttl * 1000) as i64 && ms > (ttl as i64 - 60) * 1000 => {}
             other => rep.fail(format!("PTTL after SET EX {ttl}: {other:?}")),
         }
     }
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     for (what, args) in [
-        ("EX overflow", vec!["SET", "ovf", "x", "EX", "9223372036854775807"]),
-        ("EX past year 9999", vec!["SET", "ovf", "x", "EX", "300000000000"]),
-        ("EXAT past year 9999", vec!["SET", "ovf", "x", "EXAT", "253402300800"]),
-        ("PX overflow", vec!["SET", "ovf", "x", "PX", "9223372036854775807"]),
-        ("EXPIRE overflow", vec!["EXPIRE", "big:0", "9223372036854775807"]),
+        (
+            "EX overflow",
+            vec!["SET", "ovf", "x", "EX", "9223372036854775807"],
+        ),
+        (
+            "EX past year 9999",
+            vec!["SET", "ovf", "x", "EX", "300000000000"],
+        ),
+        (
+            "EXAT past year 9999",
+            vec!["SET", "ovf", "x", "EXAT", "253402300800"],
+        ),
+        (
+            "PX overflow",
+            vec!["SET", "ovf", "x", "PX", "9223372036854775807"],
+        ),
+        (
+            "EXPIRE overflow",
+            vec!["EXPIRE", "big:0", "9223372036854775807"],
+        ),
     ] {
         let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
         rep.faults_injected += 1;
         match c.call(&a) {
             Ok(Reply::Error(e)) if e.contains("invalid expire time") => rep.faults_detected += 1,
-            other => rep.fail(format!("{what} not rejected as invalid expire time: {other:?}")),
+            other => rep.fail(format!(
+                "{what} not rejected as invalid expire time: {other:?}"
+            )),
         }
     }
     // Nothing of the rejected commands was written ("ovf" would be an unknown key), and the

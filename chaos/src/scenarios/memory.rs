@@ -24,7 +24,10 @@ impl Drop for Cgroup {
 }
 
 fn read_u64(p: &std::path::Path) -> u64 {
-    std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<ScenarioReport> {
@@ -32,7 +35,9 @@ pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<Scena
     let started = Instant::now();
     let root = PathBuf::from(CGROUP_V1_ROOT);
     if !root.join("memory.limit_in_bytes").exists() {
-        rep.host_limits.push(format!("no cgroup v1 memory controller at {CGROUP_V1_ROOT} (cgroup v2 here has none)"));
+        rep.host_limits.push(format!(
+            "no cgroup v1 memory controller at {CGROUP_V1_ROOT} (cgroup v2 here has none)"
+        ));
         rep.fail("memory-limit scenario could not run on this host");
         rep.finish(started);
         return Ok(rep);
@@ -49,7 +54,13 @@ pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<Scena
     cfg.cgroup_procs = Some(cg.0.join("cgroup.procs"));
     let mut d = Daemon::new(cfg, &scratch.run())?;
     rep.recovery_ms.push(ms(d.start_ready()?));
-    let load = Load { writers: 4, keys_per_writer: 2000, shards: d.cfg.shards, value_bytes_max: 64 << 10, seed };
+    let load = Load {
+        writers: 4,
+        keys_per_writer: 2000,
+        shards: d.cfg.shards,
+        value_bytes_max: 64 << 10,
+        seed,
+    };
     let shared = Shared::new();
     let handles = workload::start(d.resp, &load, 0, &shared);
     let deadline = Instant::now() + Duration::from_secs(load_secs);
@@ -60,7 +71,10 @@ pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<Scena
     if survived {
         d.kill()?;
     } else {
-        rep.note(format!("mantisd died under the limit: {:?}", d.exit_status()));
+        rep.note(format!(
+            "mantisd died under the limit: {:?}",
+            d.exit_status()
+        ));
     }
     shared.stop.store(true, Ordering::Relaxed);
     workload::join(handles);

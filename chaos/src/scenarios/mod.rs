@@ -78,6 +78,11 @@ pub fn verify(d: &Daemon, shared: &Arc<Shared>, loss: Loss, rep: &mut ScenarioRe
         .and_then(|mut c| crate::model::read_back(&mut c, &keys, SCAN_KEYS_MAX));
     match res {
         Ok((observed, all, _)) => {
+            if all.is_none() {
+                rep.verdict.read_errors += 1;
+                rep.note("SCAN refused with an error (corruption detected while scanning)");
+            }
+            let all = all.unwrap_or_default();
             let v = shared.model().check(&observed, &all, loss, rep.seed);
             for m in &v.messages {
                 eprintln!("[{} seed {}] {m}", rep.scenario, rep.seed);
@@ -88,6 +93,30 @@ pub fn verify(d: &Daemon, shared: &Arc<Shared>, loss: Loss, rep: &mut ScenarioRe
         Err(e) => {
             rep.fail(format!("verify read-back failed: {e}"));
             false
+        }
+    }
+}
+
+/// Waits until the daemon has no client connection open (so commands a reset client left
+/// behind have run), polling /metrics with a deadline.
+pub fn wait_connections_closed(d: &Daemon, rep: &mut ScenarioReport) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp_open = d.http_get("/metrics").map(|(_, body)| {
+            body.lines()
+                .filter(|l| {
+                    l.starts_with("mantis_connections_open{") && l.contains("protocol=\"resp\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        });
+        match resp_open {
+            Ok(0.0) => return,
+            Ok(_) | Err(_) if std::time::Instant::now() > deadline => {
+                rep.fail("connections still open 30 s after their clients reset them");
+                return;
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
@@ -109,7 +138,9 @@ pub fn files_matching(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> 
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

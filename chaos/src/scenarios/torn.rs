@@ -32,7 +32,13 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
     let cfg = DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed);
     let mut d = Daemon::new(cfg, &scratch.run())?;
     rep.recovery_ms.push(ms(d.start_ready()?));
-    let load = Load { writers: 3, keys_per_writer: 32, shards: d.cfg.shards, value_bytes_max: 12 << 10, seed };
+    let load = Load {
+        writers: 3,
+        keys_per_writer: 32,
+        shards: d.cfg.shards,
+        value_bytes_max: 12 << 10,
+        seed,
+    };
     let shared = Shared::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     for i in 0..iterations {
@@ -46,12 +52,18 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         match d.start()? {
             Start::Ready { recovery } => rep.recovery_ms.push(ms(recovery)),
             Start::Refused { status, log_tail } => {
-                rep.fail(format!("iteration {i}: mantisd refused a torn tail ({status}): {log_tail}"));
+                rep.fail(format!(
+                    "iteration {i}: mantisd refused a torn tail ({status}): {log_tail}"
+                ));
                 break;
             }
         }
         rep.iterations += 1;
-        let loss = if tear { Loss::Injected } else { Loss::Forbidden };
+        let loss = if tear {
+            Loss::Injected
+        } else {
+            Loss::Forbidden
+        };
         if !verify(&d, &shared, loss, &mut rep) {
             break;
         }
@@ -65,14 +77,24 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
 }
 
 /// Damages the newest WAL segment of every shard; returns how many faults were written.
-fn inject(data: &std::path::Path, tear: bool, rng: &mut SmallRng, rep: &mut ScenarioReport) -> Result<u64> {
+fn inject(
+    data: &std::path::Path,
+    tear: bool,
+    rng: &mut SmallRng,
+    rep: &mut ScenarioReport,
+) -> Result<u64> {
     let mut n = 0;
     for seg in newest_segments(data) {
         let bytes = std::fs::read(&seg).map_err(io_err(&seg))?;
         let cs = chunks(&bytes);
-        let f = std::fs::OpenOptions::new().write(true).open(&seg).map_err(io_err(&seg))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .map_err(io_err(&seg))?;
         if tear {
-            let Some(&(start, end)) = cs.last() else { continue };
+            let Some(&(start, end)) = cs.last() else {
+                continue;
+            };
             let from = rng.gen_range(start + 1..end);
             let zeros = vec![0u8; (end - from) as usize];
             f.write_all_at(&zeros, from).map_err(io_err(&seg))?;
