@@ -19,7 +19,7 @@ use crate::workload::{self, Load, Shared};
 
 const IMAGE_BYTES: u64 = 160 << 20;
 /// Space left free for the load after the ballast is written.
-const HEADROOM_BYTES: u64 = 24 << 20;
+const HEADROOM_BYTES: u64 = 12 << 20;
 const FILL_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn sh(what: &str, cmd: &mut Command) -> Result<String> {
@@ -104,9 +104,9 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     rep.faults_injected += 1;
     let load = Load {
         writers: 3,
-        keys_per_writer: 256,
+        keys_per_writer: 4096,
         shards: d.cfg.shards,
-        value_bytes_max: 64 << 10,
+        value_bytes_max: 256 << 10,
         seed,
     };
     let shared = Shared::new();
