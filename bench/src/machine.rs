@@ -19,8 +19,13 @@ pub struct MachineInfo {
     pub data_dir: String,
     pub data_dir_fs_type: String,
     pub date_utc: String,
+    /// HEAD of the source tree when the benchmark ran.
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
+    /// The commit this binary was built from, and whether engine/ or bench/ had uncommitted
+    /// changes then: the figures are of that code.
+    pub build_commit: String,
+    pub build_dirty: bool,
 }
 
 impl MachineInfo {
@@ -44,6 +49,8 @@ impl MachineInfo {
             git_commit: git(&["rev-parse", "HEAD"]),
             git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
                 .map(|s| !s.is_empty()),
+            build_commit: env!("MANTIS_BENCH_BUILD_COMMIT").to_string(),
+            build_dirty: env!("MANTIS_BENCH_BUILD_DIRTY") == "true",
         }
     }
 }

@@ -95,7 +95,7 @@ pub fn latency_header(out: &mut String, title: &str) {
 
 pub fn machine_text(m: &MachineInfo) -> String {
     format!(
-        "machine: {} · {} allowed / {} online CPUs · {:.1} GiB · {} · data dir {} ({}) · {} · commit {}{}\n",
+        "machine: {} · {} allowed / {} online CPUs · {:.1} GiB · {} · data dir {} ({}) · {} · built from {}{}\n",
         m.cpu_model,
         m.cores_allowed,
         m.cores_online,
@@ -104,8 +104,12 @@ pub fn machine_text(m: &MachineInfo) -> String {
         m.data_dir,
         m.data_dir_fs_type,
         m.date_utc,
-        m.git_commit.as_deref().unwrap_or("unknown"),
-        if m.git_dirty == Some(true) { " (dirty)" } else { "" },
+        m.build_commit,
+        if m.build_dirty {
+            " (engine/bench dirty)"
+        } else {
+            ""
+        },
     )
 }
 
