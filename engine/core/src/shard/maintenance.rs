@@ -70,16 +70,9 @@ impl Shard {
 
     async fn compact_loop(self: Rc<Self>) {
         while !self.closing.get() {
-            let plan = {
-                let st = self.state.borrow();
-                let refs: Vec<SegmentRef> = st.segments.iter().map(|s| s.r.clone()).collect();
-                compaction::choose(&refs, self.cfg.segments_max)
-            };
-            if let Some(plan) = plan {
-                if let Err(e) = self.compact(plan).await {
-                    tracing::warn!(shard = self.id, error = %e, "compaction failed; will retry");
-                    self.note_background_error(&e);
-                }
+            if let Err(e) = self.compact(false).await {
+                tracing::warn!(shard = self.id, error = %e, "compaction failed; will retry");
+                self.note_background_error(&e);
             }
             self.bury_released().await;
             self.idle().await;
@@ -128,7 +121,7 @@ impl Shard {
 
     /// Writes one frozen memtable as a segment and commits it. Caller holds the manifest lock.
     async fn flush_one(self: &Rc<Self>, mem: &MemRef) -> Result<()> {
-        let id = self.state.borrow().manifest.next_segment_id;
+        let id = self.reserve_segment_id();
         let path = self.segment_path(id);
         let lsn_max = mem.borrow().lsn_max();
         let opts = self.writer_options();
@@ -178,7 +171,7 @@ impl Shard {
             lsn_max,
         };
         let mut next_state = self.state.borrow().manifest.clone();
-        next_state.next_segment_id = id + 1;
+        next_state.next_segment_id = next_state.next_segment_id.max(id + 1);
         next_state.flushed_lsn = next_state.flushed_lsn.max(lsn_max);
         next_state.segments.insert(0, r.clone());
         self.manifest
@@ -204,6 +197,16 @@ impl Shard {
         Ok(())
     }
 
+    /// Takes the next segment id. The flusher and the compactor run side by side, so the id is
+    /// taken from the in-memory state at once; the manifest records the advance with the
+    /// commit that adds the file (an id reserved by a crashed flush is simply never used).
+    fn reserve_segment_id(&self) -> u64 {
+        let mut st = self.state.borrow_mut();
+        let id = st.manifest.next_segment_id;
+        st.manifest.next_segment_id += 1;
+        id
+    }
+
     /// A failed manifest commit after a sync failure makes the shard read-only, like the WAL.
     fn manifest_failure(&self, e: EngineError) -> EngineError {
         self.note_background_error(&e);
@@ -219,29 +222,38 @@ impl Shard {
 
     /// Merges every segment into one (explicit request).
     pub async fn compact_all(self: &Rc<Self>) -> Result<()> {
+        self.compact(true).await
+    }
+
+    /// Chooses (all segments when `full`, else what the strategy picks) and merges one run.
+    async fn compact(self: &Rc<Self>, full: bool) -> Result<()> {
+        // The choice is made under the lock: a plan made before another compaction finished
+        // could name a run that no longer reaches the oldest segment, and then drop
+        // tombstones that still hide older values.
+        let _permit = self
+            .compaction_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| EngineError::Invalid(format!("compaction lock: {e}")))?;
         let plan = {
             let st = self.state.borrow();
             let refs: Vec<SegmentRef> = st.segments.iter().map(|s| s.r.clone()).collect();
-            compaction::choose_full(&refs)
+            if full {
+                compaction::choose_full(&refs)
+            } else {
+                compaction::choose(&refs, self.cfg.segments_max)
+            }
         };
-        match plan {
-            Some(p) => self.compact(p).await,
-            None => Ok(()),
-        }
+        let Some(plan) = plan else { return Ok(()) };
+        self.merge(plan).await
     }
 
-    async fn compact(self: &Rc<Self>, plan: CompactionPlan) -> Result<()> {
+    async fn merge(self: &Rc<Self>, plan: CompactionPlan) -> Result<()> {
         let inputs: Vec<Rc<LiveSegment>> = {
             let st = self.state.borrow();
             st.segments[plan.start..plan.start + plan.count].to_vec()
         };
-        let id = {
-            // Reserve an id now; the manifest records the advance with the commit below.
-            let mut st = self.state.borrow_mut();
-            let id = st.manifest.next_segment_id;
-            st.manifest.next_segment_id += 1;
-            id
-        };
+        let id = self.reserve_segment_id();
         let path = self.segment_path(id);
         let mut merger = Merger::over_segments(self.id, &inputs, &ScanRange::all());
         let mut writer: Option<SegmentWriter> = None;

@@ -122,6 +122,9 @@ pub(crate) struct Shard {
     pub maintenance_wake: Event,
     /// Serializes manifest edits between the flusher and the compactor.
     pub manifest_lock: glommio::sync::Semaphore,
+    /// One compaction at a time: the background compactor and an explicit request would
+    /// otherwise pick overlapping runs.
+    pub compaction_lock: glommio::sync::Semaphore,
     pub closing: Cell<bool>,
 }
 
@@ -224,6 +227,7 @@ impl Shard {
             changed: Event::default(),
             maintenance_wake: Event::default(),
             manifest_lock: glommio::sync::Semaphore::new(1),
+            compaction_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
         });
         shard.maybe_freeze();
