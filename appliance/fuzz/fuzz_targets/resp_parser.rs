@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(Parsed::Command { args, consumed }) => {
                 assert!(consumed > 0 && consumed <= rest.len());
                 assert!(args.len() <= limits.array_len_max);
-                assert!(args.iter().all(|a| a.len() <= limits.bulk_bytes_max.max(limits.inline_bytes_max)));
+                assert!(args
+                    .iter()
+                    .all(|a| a.len() <= limits.bulk_bytes_max.max(limits.inline_bytes_max)));
                 rest = &rest[consumed..];
             }
             Ok(Parsed::Incomplete { needed_bytes_min }) => {
@@ -36,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = split_inline_args(data);
-    if let Some((pattern, key)) = data.split_first().map(|(n, tail)| tail.split_at(usize::from(*n).min(tail.len()))) {
+    if let Some((pattern, key)) = data
+        .split_first()
+        .map(|(n, tail)| tail.split_at(usize::from(*n).min(tail.len())))
+    {
         let _ = glob_match(pattern, key);
     }
 });
