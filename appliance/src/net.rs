@@ -26,6 +26,10 @@ pub enum BindError {
     },
 }
 
+/// How long a busy port is retried at start.
+pub const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+const BIND_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Pending connections per listening socket.
 const LISTEN_BACKLOG_MAX: i32 = 1024;
 
@@ -41,7 +45,23 @@ pub struct ListenerSet {
 impl ListenerSet {
     /// Binds `addr` once, first checking that nobody holds the port: SO_REUSEPORT would
     /// otherwise let us silently share it with another process of the same user.
+    ///
+    /// A port still busy is retried for [`BIND_RETRY`]: after a crash, the kernel closes the
+    /// dead process's listening sockets only once its io_uring instances are torn down, which
+    /// happens asynchronously, a moment after the process is gone.
     pub fn bind_first(option: &'static str, addr: SocketAddr) -> Result<ListenerSet, BindError> {
+        let deadline = std::time::Instant::now() + BIND_RETRY;
+        loop {
+            match Self::try_bind_first(option, addr) {
+                Err(BindError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(BIND_RETRY_INTERVAL);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_bind_first(option: &'static str, addr: SocketAddr) -> Result<ListenerSet, BindError> {
         let io_err = |source: io::Error| {
             if source.kind() == io::ErrorKind::AddrInUse {
                 BindError::InUse { option, addr }

@@ -229,6 +229,34 @@ fn after_sigterm_new_connections_are_refused() {
 }
 
 #[test]
+fn a_second_signal_exits_at_once() {
+    let mut d = Daemon::start(Options {
+        extra_args: vec!["--drain-timeout-secs".into(), "120".into()],
+        ..Options::default()
+    });
+    // A client that asks for 64 MiB of replies and never reads them holds its connection (and
+    // so the drain) up: the server is blocked writing to it.
+    let mut c = d.resp_client();
+    c.command(&[b"SET", b"big", &vec![b'x'; 1 << 20]]);
+    assert_eq!(c.read_reply(), b"+OK\r\n");
+    let mut gets = Vec::new();
+    for _ in 0..64 {
+        gets.extend(encode(&[b"GET", b"big"]));
+    }
+    c.send(&gets);
+    d.signal(Signal::SIGTERM);
+    d.wait_for_notification("STOPPING=1", Duration::from_secs(10));
+    assert!(
+        d.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "still draining"
+    );
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(128 + 15), "{}", d.log());
+    assert!(d.log().contains("second signal"));
+}
+
+#[test]
 fn crash_and_restart_keeps_acknowledged_writes() {
     require_tool("redis-cli");
     let mut d = Daemon::start(Options::default());
