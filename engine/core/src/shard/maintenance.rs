@@ -153,23 +153,8 @@ impl Shard {
             cursor = Some(e.key);
             glommio::yield_if_needed().await;
         }
-        let meta = writer
-            .finish()
-            .await
-            .map_err(|e| EngineError::table(self.id, e))?;
-        self.storage
-            .sync_dir(&self.seg_dir())
-            .await
-            .map_err(|e| EngineError::storage(self.id, e))?;
-        let seg = Segment::open(&self.storage, &path, id, self.cache.clone())
-            .await
-            .map_err(|e| EngineError::table(self.id, e))?;
-        let r = SegmentRef {
-            id,
-            size_bytes: meta.file_size_bytes,
-            entries: meta.properties.entry_count,
-            lsn_max,
-        };
+        let live = self.seal_segment(writer, id, lsn_max).await?;
+        let r = live.r.clone();
         let mut next_state = self.state.borrow().manifest.clone();
         next_state.next_segment_id = next_state.next_segment_id.max(id + 1);
         next_state.flushed_lsn = next_state.flushed_lsn.max(lsn_max);
@@ -181,7 +166,7 @@ impl Shard {
         {
             let mut st = self.state.borrow_mut();
             st.manifest = next_state;
-            st.segments.insert(0, Rc::new(LiveSegment { r, seg }));
+            st.segments.insert(0, live);
             // The flushed memtable is the oldest frozen one (only this task removes them).
             let popped = st.frozen.pop();
             assert!(
@@ -195,6 +180,37 @@ impl Shard {
         self.changed.notify_all();
         self.maintenance_wake.notify_all();
         Ok(())
+    }
+
+    /// Finishes a segment file and makes it readable: the writer syncs the file, then the
+    /// directory is synced so the name is durable too, before any manifest record names it.
+    async fn seal_segment(
+        &self,
+        writer: SegmentWriter,
+        id: u64,
+        lsn_max: u64,
+    ) -> Result<Rc<LiveSegment>> {
+        let meta = writer
+            .finish()
+            .await
+            .map_err(|e| EngineError::table(self.id, e))?;
+        self.storage
+            .sync_dir(&self.seg_dir())
+            .await
+            .map_err(|e| EngineError::storage(self.id, e))?;
+        let path = self.segment_path(id);
+        let seg = Segment::open(&self.storage, &path, id, self.cache.clone())
+            .await
+            .map_err(|e| EngineError::table(self.id, e))?;
+        Ok(Rc::new(LiveSegment {
+            r: SegmentRef {
+                id,
+                size_bytes: meta.file_size_bytes,
+                entries: meta.properties.entry_count,
+                lsn_max,
+            },
+            seg,
+        }))
     }
 
     /// Takes the next segment id. The flusher and the compactor run side by side, so the id is
@@ -292,29 +308,11 @@ impl Shard {
         }
         let output = match writer {
             Some(w) => {
-                let meta = w
-                    .finish()
-                    .await
-                    .map_err(|e| EngineError::table(self.id, e))?;
-                self.storage
-                    .sync_dir(&self.seg_dir())
-                    .await
-                    .map_err(|e| EngineError::storage(self.id, e))?;
-                let seg = Segment::open(&self.storage, &path, id, self.cache.clone())
-                    .await
-                    .map_err(|e| EngineError::table(self.id, e))?;
+                let live = self.seal_segment(w, id, lsn_max).await?;
                 self.counters
                     .compaction_bytes_written
-                    .set(self.counters.compaction_bytes_written.get() + meta.file_size_bytes);
-                Some(Rc::new(LiveSegment {
-                    r: SegmentRef {
-                        id,
-                        size_bytes: meta.file_size_bytes,
-                        entries: meta.properties.entry_count,
-                        lsn_max,
-                    },
-                    seg,
-                }))
+                    .set(self.counters.compaction_bytes_written.get() + live.r.size_bytes);
+                Some(live)
             }
             None => None,
         };
