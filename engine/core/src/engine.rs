@@ -303,6 +303,7 @@ impl Engine {
             dir: cfg.data_dir.display().to_string(),
             reason: format!("cannot make the path absolute: {e}"),
         })?;
+        crate::heap::tune_allocator();
         let shards = cfg.effective_shards();
         if cfg.sim_storage.is_none() {
             layout::open_or_create(&cfg.data_dir, shards)?;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod heap;
 pub mod layout;
 pub mod manifest;
 pub mod memtable;

@@ -17,7 +17,8 @@ pub const SEGMENT_DIR: &str = "seg";
 pub const SEGMENT_FILE_SUFFIX: &str = ".seg";
 /// Magic at the end of every segment footer ("MSEGMENT").
 pub const SEGMENT_MAGIC: u64 = 0x4d53_4547_4d45_4e54;
-pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// 2: the point-lookup filter is a binary fuse filter (was Xor16 in 1).
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
 
 /// Manifest files: `shard-<i>/MANIFEST-<generation:010>`, and `CURRENT` naming the live one.
 pub const MANIFEST_PREFIX: &str = "MANIFEST-";

@@ -46,6 +46,14 @@ pub enum TableError {
     KeyTooLarge { len: usize, max: usize },
     #[error("value of {len} bytes exceeds the segment limit of {max} bytes")]
     ValueTooLarge { len: usize, max: usize },
+    /// The point-lookup filter could not be built (binary fuse peeling failed on every try;
+    /// with distinct hashes that is not expected to happen).
+    #[error("segment {file}: building the filter over {keys} keys failed: {reason}")]
+    FilterBuild {
+        file: PathBuf,
+        keys: u64,
+        reason: &'static str,
+    },
     /// The segment would need an index or filter larger than a reader accepts.
     #[error("segment {file} too large: {what} of {len} bytes exceeds {max} bytes")]
     SegmentTooLarge {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use mantis_storage::{align_up, File, OpenMode, Storage, BLOCK_SIZE};
-use xorf::Xor16;
+use xorf::BinaryFuse16;
 
 use crate::block::Block;
 use crate::cache::{BlockCache, BlockKey};
@@ -32,7 +32,7 @@ pub struct VerifyReport {
 struct Layout {
     meta: SegmentMeta,
     index: Vec<IndexEntry>,
-    filter: Xor16,
+    filter: BinaryFuse16,
 }
 
 /// An open segment. Shared by `Rc`; iterators hold a reference to it.
@@ -42,7 +42,7 @@ pub struct Segment {
     file: Rc<dyn File>,
     cache: Rc<BlockCache>,
     index: Vec<IndexEntry>,
-    filter: Xor16,
+    filter: BinaryFuse16,
     meta: SegmentMeta,
 }
 

@@ -283,7 +283,9 @@ impl SegmentWriter {
             .await?;
         drop(index_raw);
         // Fingerprints are random: compressing them cannot pay.
-        let filter_raw = filter::encode(&filter::build(std::mem::take(&mut self.key_hashes)));
+        let filter = filter::build(&self.path, std::mem::take(&mut self.key_hashes))?;
+        let filter_raw = filter::encode(&filter);
+        drop(filter);
         let filter = self.append_meta("filter", &filter_raw, Codec::None).await?;
         drop(filter_raw);
         let props_raw = self.props.encode();

@@ -116,6 +116,8 @@ impl Shard {
             let oldest: Option<MemRef> = self.state.borrow().frozen.last().cloned();
             let Some(mem) = oldest else { return Ok(()) };
             self.flush_one(&mem).await?;
+            // The retired memtable's allocations and the filter construction are free now.
+            crate::heap::release_free_heap(self.id);
         }
     }
 
@@ -316,7 +318,13 @@ impl Shard {
             }
             None => None,
         };
-        self.commit_compaction(&inputs, output).await
+        let committed = self.commit_compaction(&inputs, output).await;
+        // The inputs' indexes and filters go with the last reference (readers may still hold
+        // some; bury_released deletes their files later).
+        drop(inputs);
+        committed?;
+        crate::heap::release_free_heap(self.id);
+        Ok(())
     }
 
     /// Replaces the input run by the output in the manifest and in memory. Flushes may have
