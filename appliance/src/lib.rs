@@ -8,5 +8,6 @@ pub mod lifecycle;
 pub mod listen;
 pub mod metrics;
 pub mod net;
+pub mod pg;
 pub mod resp;
 pub mod server;
