@@ -131,6 +131,9 @@ impl Daemon {
             .arg(self.resp.to_string())
             .arg("--http-addr")
             .arg(self.http.to_string())
+            // The PG port is not exercised here; any free one keeps parallel runs apart.
+            .arg("--pg-addr")
+            .arg("127.0.0.1:0")
             .arg("--shards")
             .arg(c.shards.to_string())
             .arg("--pin-cpus")

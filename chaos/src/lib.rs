@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod error;
+pub mod faultfs;
 pub mod http;
 pub mod model;
 pub mod report;

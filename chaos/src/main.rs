@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use mantis_chaos::daemon::find_mantisd;
 use mantis_chaos::error::Result;
+use mantis_chaos::faultfs::{control, FaultMount};
 use mantis_chaos::report::{RunReport, ScenarioReport};
-use mantis_chaos::scenarios::{self, crash::CrashOpts, Ctx};
+use mantis_chaos::scenarios::{self, crash::CrashOpts, iofault::IoFaultOpts, Ctx};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +68,22 @@ enum Cmd {
         #[arg(long, default_value_t = 24)]
         flips: u64,
     },
+    /// Scenario 7: data directory on the FUSE fault filesystem: fdatasync EIO (shard turns
+    /// read-only), then power cuts that drop or tear unsynced writes.
+    IoFaults {
+        #[arg(long, default_value_t = 20)]
+        iterations: u64,
+        /// Skip the fsync-failure cycle (power cuts only).
+        #[arg(long)]
+        no_fsync_failure: bool,
+    },
+    /// Mounts the fault filesystem by hand: BACKING shown at MOUNTPOINT, driven by commands
+    /// on standard input (sync-fail P [substr], write-fail P [substr], delay US, heal,
+    /// power-cut drop|tear, stats, quit).
+    Faultfs {
+        backing: PathBuf,
+        mountpoint: PathBuf,
+    },
     /// Scenario 8: connections reset mid-pipeline and mid-batch.
     ClientFaults {
         #[arg(long, default_value_t = 40)]
@@ -94,6 +111,8 @@ enum Cmd {
         torn_iterations: u64,
         #[arg(long, default_value_t = 24)]
         flips: u64,
+        #[arg(long, default_value_t = 20)]
+        power_cut_iterations: u64,
     },
 }
 
@@ -122,6 +141,19 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
             load_secs,
         } => vec![scenarios::memory::run(ctx, seed, *limit_mib, *load_secs)?],
         Cmd::Corrupt { flips } => vec![scenarios::corrupt::run(ctx, seed, *flips)?],
+        Cmd::IoFaults {
+            iterations,
+            no_fsync_failure,
+        } => vec![scenarios::iofault::run(
+            ctx,
+            &IoFaultOpts {
+                seed,
+                iterations: *iterations,
+                load_ms_max: 400,
+                fsync_failure: !no_fsync_failure,
+            },
+        )?],
+        Cmd::Faultfs { .. } => Vec::new(),
         Cmd::ClientFaults { iterations } => vec![scenarios::client::run(ctx, seed, *iterations)?],
         Cmd::Concurrent { clients, keys, ops } => vec![scenarios::concurrent::run(
             ctx, seed, *clients, *keys, *ops,
@@ -131,6 +163,7 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
             crash_iterations,
             torn_iterations,
             flips,
+            power_cut_iterations,
         } => vec![
             scenarios::crash::run(ctx, &crash(*crash_iterations, false))?,
             scenarios::crash::run(ctx, &crash(*crash_iterations, true))?,
@@ -138,12 +171,46 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
             scenarios::diskfull::run(ctx, seed)?,
             scenarios::memory::run(ctx, seed, 160, 10)?,
             scenarios::corrupt::run(ctx, seed, *flips)?,
+            scenarios::iofault::run(
+                ctx,
+                &IoFaultOpts {
+                    seed,
+                    iterations: *power_cut_iterations,
+                    load_ms_max: 400,
+                    fsync_failure: true,
+                },
+            )?,
             scenarios::client::run(ctx, seed, 40)?,
             scenarios::concurrent::run(ctx, seed, 10, 4, 50)?,
             scenarios::concurrent::run(ctx, seed, 500, 8, 4)?,
             scenarios::edge::run(ctx, seed, 6)?,
         ],
     })
+}
+
+/// `mantis-chaos faultfs`: mount, then carry out the commands read from standard input.
+fn serve_faultfs(backing: &std::path::Path, mountpoint: &std::path::Path, seed: u64) -> ExitCode {
+    use std::io::BufRead;
+    let mut m = match FaultMount::mount(backing, mountpoint, seed) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("mantis-chaos faultfs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("mounted {} at {}", backing.display(), mountpoint.display());
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match control::parse(&line) {
+            Ok(control::Command::Quit) => break,
+            Ok(cmd) => println!("{}", control::apply(&mut m, cmd)),
+            Err(e) => println!("error {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -156,6 +223,13 @@ fn main() -> ExitCode {
         .seed
         .unwrap_or_else(|| now.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16);
     eprintln!("mantis-chaos: seed {seed} (replay with --seed {seed})");
+    if let Cmd::Faultfs {
+        backing,
+        mountpoint,
+    } = &cli.cmd
+    {
+        return serve_faultfs(backing, mountpoint, seed);
+    }
     let mantisd = match find_mantisd(cli.mantisd.as_deref()) {
         Ok(p) => p,
         Err(e) => {

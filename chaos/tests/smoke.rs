@@ -1,7 +1,8 @@
 //! CI smoke run of the chaos harness against the real mantisd: 20 crash iterations, kills
 //! during flushes, torn WAL tails, one disk-exhaustion cycle (root: loop device), one
-//! memory-limit cycle (cgroup v1), one corruption sweep and client resets. Fails on any
-//! acknowledged write lost or wrong value read; every message carries the seed.
+//! memory-limit cycle (cgroup v1), one corruption sweep, fsync EIO and power cuts on the FUSE
+//! fault filesystem, and client resets. Fails on any acknowledged write lost or wrong value
+//! read; every message carries the seed.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -75,6 +76,13 @@ fn torn_wal_tails() {
 #[test]
 fn corruption_sweep() {
     run(&["corrupt", "--flips", "12"]);
+}
+
+/// Scenario 7, one short cycle: fdatasync EIO turns the shard read-only (error surfaced, reads
+/// go on, no retry-and-forget), then power cuts that drop or tear unsynced writes.
+#[test]
+fn io_faults_and_power_cuts() {
+    run(&["io-faults", "--iterations", "4"]);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::walfile::chunks;
-use super::{count_writes, files_matching, ms, verify, Ctx, Scratch};
+use super::{count_writes, files_matching, ms, verify, wait_for, Ctx, Scratch};
 use crate::daemon::{Daemon, DaemonConfig, Start};
 use crate::error::{io_err, Result};
 use crate::model::Loss;
@@ -57,17 +57,10 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     let shared = Shared::new();
     // Two phases of load: the first is flushed to segments by the graceful stop in between,
     // the second stays in the WAL after a SIGKILL.
-    let handles = workload::start(d.resp, &load, 0, &shared);
-    std::thread::sleep(Duration::from_millis(1500));
-    shared.stop.store(true, Ordering::Relaxed);
-    workload::join(handles);
+    load_until_acked(&d, &load, 0, &shared, PHASE1_ACKED, &mut rep);
     d.stop()?;
     rep.recovery_ms.push(ms(d.start_ready()?));
-    shared.stop.store(false, Ordering::Relaxed);
-    let handles = workload::start(d.resp, &load, 1, &shared);
-    std::thread::sleep(Duration::from_millis(800));
-    shared.stop.store(true, Ordering::Relaxed);
-    workload::join(handles);
+    load_until_acked(&d, &load, 1, &shared, PHASE2_ACKED, &mut rep);
     d.kill()?;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut undetected = 0u64;
@@ -112,6 +105,37 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     count_writes(&shared, &mut rep);
     rep.finish(started);
     Ok(rep)
+}
+
+/// Acknowledged writes in the first load phase (flushed to segments by the graceful stop;
+/// with a 128 KiB memtable that is several segments per shard) and in the second (left in the
+/// WAL: several chunks per shard).
+const PHASE1_ACKED: u64 = 600;
+const PHASE2_ACKED: u64 = 300;
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs the load until `acked` more writes are acknowledged (an event, not a duration: the
+/// amount of data on disk is what the trials need, whatever the machine's speed).
+fn load_until_acked(
+    d: &Daemon,
+    load: &Load,
+    round: u64,
+    shared: &std::sync::Arc<Shared>,
+    acked: u64,
+    rep: &mut ScenarioReport,
+) {
+    let target = shared.model().writes_acked + acked;
+    shared.stop.store(false, Ordering::Relaxed);
+    let handles = workload::start(d.resp, load, round, shared);
+    let reached = wait_for(LOAD_TIMEOUT, || shared.model().writes_acked >= target);
+    shared.stop.store(true, Ordering::Relaxed);
+    workload::join(handles);
+    if !reached {
+        rep.fail(format!(
+            "load phase {round}: {acked} acknowledgments not reached within {LOAD_TIMEOUT:?} (acked {})",
+            shared.model().writes_acked
+        ));
+    }
 }
 
 fn last_line(s: &str) -> String {

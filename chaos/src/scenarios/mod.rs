@@ -7,6 +7,7 @@ pub mod corrupt;
 pub mod crash;
 pub mod diskfull;
 pub mod edge;
+pub mod iofault;
 pub mod memory;
 pub mod torn;
 pub mod walfile;
@@ -118,6 +119,21 @@ pub fn wait_connections_closed(d: &Daemon, rep: &mut ScenarioReport) {
             }
             _ => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+}
+
+/// Polls `done` until it holds or `timeout` passes; returns whether it held. For events that
+/// have no notification of their own (a counter of the load reaching a value).
+pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
