@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -14,8 +15,18 @@ use nix::unistd::Pid;
 
 use crate::error::{io_err, ChaosError, Result};
 
-/// How long recovery may take before the harness calls it hung.
-pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long recovery may take before the harness calls it hung, by default.
+pub const START_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
+static START_TIMEOUT_MS: AtomicU64 = AtomicU64::new(120_000);
+
+/// Sets the start timeout for every daemon of this process (`--start-timeout-secs`).
+pub fn set_start_timeout(t: Duration) {
+    START_TIMEOUT_MS.store(t.as_millis() as u64, Ordering::Relaxed);
+}
+
+pub fn start_timeout() -> Duration {
+    Duration::from_millis(START_TIMEOUT_MS.load(Ordering::Relaxed))
+}
 /// How much of the daemon's log goes into an error message.
 const LOG_TAIL_BYTES_MAX: usize = 4000;
 
@@ -174,7 +185,7 @@ impl Daemon {
                     });
                 }
             }
-            if started.elapsed() > START_TIMEOUT {
+            if started.elapsed() > start_timeout() {
                 return Err(ChaosError::NotReady {
                     seed: self.cfg.seed,
                     waited_ms: started.elapsed().as_millis(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use mantis_chaos::daemon::find_mantisd;
+use mantis_chaos::daemon::{find_mantisd, set_start_timeout, START_TIMEOUT_DEFAULT};
 use mantis_chaos::error::Result;
 use mantis_chaos::faultfs::{control, FaultMount};
 use mantis_chaos::report::{RunReport, ScenarioReport};
@@ -30,6 +30,10 @@ struct Cli {
     /// Keep data directories after the run (for post-mortems).
     #[arg(long, global = true)]
     keep: bool,
+    /// How long a start may take before it counts as a hang (the process is then killed and
+    /// the start retried once; the run fails).
+    #[arg(long, global = true, default_value_t = START_TIMEOUT_DEFAULT.as_secs())]
+    start_timeout_secs: u64,
     /// Seed; every scenario replays exactly from it (default: from the clock, printed).
     #[arg(long, global = true)]
     seed: Option<u64>,
@@ -237,6 +241,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    set_start_timeout(std::time::Duration::from_secs(cli.start_timeout_secs));
     let ctx = Ctx {
         mantisd: mantisd.clone(),
         work_dir: cli.work_dir.clone(),

@@ -19,6 +19,9 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     /// Faults the daemon detected (refused to start, read error, error reply).
     pub faults_detected: u64,
+    /// Starts that neither became ready nor exited within the start timeout (each is also a
+    /// failure; the hung process is killed and the start retried).
+    pub recovery_hangs: u64,
     pub recovery_ms: Vec<f64>,
     pub recovery_ms_p50: f64,
     pub recovery_ms_p99: f64,
@@ -115,6 +118,7 @@ impl ScenarioReport {
                     self.recovery_ms_p50, self.recovery_ms_p99, self.recovery_ms_max
                 ),
             ),
+            ("recovery hangs", self.recovery_hangs.to_string()),
             ("duration s", format!("{:.1}", self.duration_s)),
         ];
         for (k, val) in rows {

@@ -71,7 +71,23 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
             continue;
         };
         rep.faults_injected += 1;
-        let detected = match d.start()? {
+        let start = match d.start() {
+            Ok(start) => start,
+            Err(e) => {
+                // A hang at start is neither a refusal nor a recovery: report the exact fault
+                // and leave the damaged file in place (with --keep) to reproduce it.
+                d.kill()?;
+                rep.iterations += 1;
+                rep.fail(format!(
+                    "{target:?} {}: mantisd neither started nor refused: {e}",
+                    fault.describe()
+                ));
+                count_writes(&shared, &mut rep);
+                rep.finish(started);
+                return Ok(rep);
+            }
+        };
+        let detected = match start {
             Start::Refused { log_tail, .. } => {
                 rep.note(format!(
                     "{target:?} {}: refused at start: {}",

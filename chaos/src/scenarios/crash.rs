@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{count_writes, ms, verify, Ctx, Scratch};
+use super::{count_writes, start_ready, verify, Ctx, Scratch};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::Result;
 use crate::model::Loss;
@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, o: &CrashOpts) -> Result<ScenarioReport> {
         cfg.wal_segment_bytes = 1 << 20;
     }
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    start_ready(&mut d, &mut rep)?;
     let load = Load {
         writers: o.writers,
         keys_per_writer: 48,
@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx, o: &CrashOpts) -> Result<ScenarioReport> {
         d.kill()?;
         rep.faults_injected += 1;
         workload::join(handles);
-        rep.recovery_ms.push(ms(d.start_ready()?));
+        start_ready(&mut d, &mut rep)?;
         rep.iterations += 1;
         if !verify(&d, &shared, Loss::Forbidden, &mut rep) {
             break;
@@ -81,7 +81,7 @@ pub fn run(ctx: &Ctx, o: &CrashOpts) -> Result<ScenarioReport> {
     shared.stop.store(true, Ordering::Relaxed);
     if d.alive() {
         d.stop()?;
-        rep.recovery_ms.push(ms(d.start_ready()?));
+        start_ready(&mut d, &mut rep)?;
         verify(&d, &shared, Loss::Forbidden, &mut rep);
         d.stop()?;
     }

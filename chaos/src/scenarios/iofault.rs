@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{count_writes, ms, verify, wait_for, Ctx, Scratch, CLIENT_TIMEOUT};
+use super::{count_writes, ms, start, start_ready, verify, wait_for, Ctx, Scratch, CLIENT_TIMEOUT};
 use crate::daemon::{Daemon, DaemonConfig, Start};
 use crate::error::{io_err, Result};
 use crate::faultfs::{CutMode, FaultMount, Faults};
@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, o: &IoFaultOpts) -> Result<ScenarioReport> {
     cfg.memtable_bytes = 256 << 10;
     cfg.wal_segment_bytes = 1 << 20;
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    start_ready(&mut d, &mut rep)?;
     let load = Load {
         writers: 4,
         keys_per_writer: 48,
@@ -139,7 +139,7 @@ fn restart_and_verify(
     rep: &mut ScenarioReport,
     what: &str,
 ) -> bool {
-    match d.start() {
+    match start(d, rep) {
         Ok(Start::Ready { recovery }) => rep.recovery_ms.push(ms(recovery)),
         Ok(Start::Refused { status, log_tail }) => {
             rep.fail(format!(

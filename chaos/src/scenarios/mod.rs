@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::daemon::Daemon;
-use crate::error::{io_err, Result};
+use crate::daemon::{Daemon, Start};
+use crate::error::{io_err, ChaosError, Result};
 use crate::model::Loss;
 use crate::report::ScenarioReport;
 use crate::resp::Client;
@@ -119,6 +119,45 @@ pub fn wait_connections_closed(d: &Daemon, rep: &mut ScenarioReport) {
             }
             _ => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+}
+
+/// Starts the daemon. A start that hangs (no READY within the start timeout, the process still
+/// up) is a failure of the run, but the run goes on: the hung process is killed and the start
+/// retried once, so one hang does not hide what the remaining iterations would show.
+pub fn start(d: &mut Daemon, rep: &mut ScenarioReport) -> Result<Start> {
+    match d.start() {
+        Err(ChaosError::NotReady {
+            waited_ms,
+            log_tail,
+            ..
+        }) => {
+            rep.recovery_hangs += 1;
+            let tail: Vec<&str> = log_tail.lines().rev().take(3).collect();
+            rep.fail(format!(
+                "start hung: no READY within {waited_ms} ms, process still up (pid {:?}); last log lines: {}",
+                d.pid(),
+                tail.join(" | ")
+            ));
+            d.kill()?;
+            d.start()
+        }
+        other => other,
+    }
+}
+
+/// [`start`], insisting on ready; the recovery time goes into the report.
+pub fn start_ready(d: &mut Daemon, rep: &mut ScenarioReport) -> Result<()> {
+    match start(d, rep)? {
+        Start::Ready { recovery } => {
+            rep.recovery_ms.push(ms(recovery));
+            Ok(())
+        }
+        Start::Refused { status, log_tail } => Err(ChaosError::ExitedEarly {
+            seed: d.cfg.seed,
+            status,
+            log_tail,
+        }),
     }
 }
 

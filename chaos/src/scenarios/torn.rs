@@ -18,7 +18,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 use super::walfile::{chunks, newest_segments};
-use super::{count_writes, ms, verify, Ctx, Scratch};
+use super::{count_writes, ms, start, start_ready, verify, Ctx, Scratch};
 use crate::daemon::{Daemon, DaemonConfig, Start};
 use crate::error::{io_err, Result};
 use crate::model::Loss;
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
     let scratch = Scratch::new(ctx, "torn", seed)?;
     let cfg = DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed);
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    start_ready(&mut d, &mut rep)?;
     let load = Load {
         writers: 3,
         keys_per_writer: 32,
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         let tear = i % 2 == 1;
         let injected = inject(&scratch.data(), tear, &mut rng, &mut rep)?;
         rep.faults_injected += injected;
-        match d.start()? {
+        match start(&mut d, &mut rep)? {
             Start::Ready { recovery } => rep.recovery_ms.push(ms(recovery)),
             Start::Refused { status, log_tail } => {
                 rep.fail(format!(
