@@ -11,7 +11,7 @@
 //! The load runs first so its memory figure is not inflated by what earlier phases left in
 //! the allocator.
 
-mod keys;
+pub mod keys;
 mod load;
 mod memory;
 mod reads;
@@ -30,6 +30,7 @@ use crate::disk::DiskFigures;
 use crate::error::BenchError;
 use crate::report::TargetCheck;
 use task::engine_err;
+pub use task::engine_err as task_engine_err;
 
 pub use load::LoadFigures;
 pub use memory::MemorySample;

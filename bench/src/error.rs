@@ -25,6 +25,21 @@ pub enum BenchError {
     },
     #[error("result encoding: {0}")]
     Json(#[from] serde_json::Error),
+    /// A target's connection or protocol failed.
+    #[error("driver: {0}")]
+    Driver(#[from] crate::driver::DriverError),
+    /// Starting, probing or stopping a server (mantisd, redis-server) failed.
+    #[error("server {name}: {reason}")]
+    Server { name: String, reason: String },
+    /// Drawing a plot failed.
+    #[error("plot {path}: {reason}")]
+    Plot { path: PathBuf, reason: String },
+    /// Ctrl-C or SIGTERM: the run stopped early, its figures are incomplete.
+    #[error("interrupted")]
+    Interrupted,
+    /// A bad combination of options.
+    #[error("usage: {0}")]
+    Usage(String),
     /// The engine returned an error during a phase of the benchmark.
     #[error("engine, phase {phase}: {cause}")]
     Engine { phase: &'static str, cause: String },

@@ -40,6 +40,32 @@ impl LatencyHist {
         let _ = self.hist.add(&other.hist);
     }
 
+    pub fn len(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Latency at percentiles 0, …, 90, …, 99, …, 99.999 (evenly spaced in "nines"), then the
+    /// maximum: what a percentile-spectrum plot draws.
+    pub fn spectrum(&self) -> Vec<SpectrumPoint> {
+        let mut points = Vec::new();
+        if self.hist.is_empty() {
+            return points;
+        }
+        for step in 0..=(SPECTRUM_STEPS_PER_NINE * SPECTRUM_NINES_MAX) {
+            let nines = f64::from(step) / f64::from(SPECTRUM_STEPS_PER_NINE);
+            let quantile = 1.0 - 10f64.powf(-nines);
+            points.push(SpectrumPoint {
+                percentile: quantile * 100.0,
+                latency_us: self.hist.value_at_quantile(quantile) as f64 / 1000.0,
+            });
+        }
+        points.push(SpectrumPoint {
+            percentile: 100.0,
+            latency_us: self.hist.max() as f64 / 1000.0,
+        });
+        points
+    }
+
     pub fn summary(&self) -> LatencySummary {
         let us = |ns: u64| ns as f64 / 1000.0;
         let q = |quantile: f64| us(self.hist.value_at_quantile(quantile));
@@ -51,6 +77,7 @@ impl LatencyHist {
             p90_us: q(0.90),
             p99_us: q(0.99),
             p999_us: q(0.999),
+            p9999_us: q(0.9999),
             max_us: us(self.hist.max()),
         }
     }
@@ -72,8 +99,21 @@ pub struct LatencySummary {
     pub p90_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    pub p9999_us: f64,
     pub max_us: f64,
 }
+
+/// One point of a percentile spectrum: the latency at `percentile` (0–100).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub latency_us: f64,
+}
+
+/// Points per decade of "nines" in a spectrum (p90 → p99 → p99.9 …).
+const SPECTRUM_STEPS_PER_NINE: u32 = 10;
+/// The spectrum goes to p99.999; beyond it a run of seconds has no samples.
+const SPECTRUM_NINES_MAX: u32 = 5;
 
 #[cfg(test)]
 mod tests {

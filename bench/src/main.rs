@@ -4,12 +4,25 @@
 //! of these machines moves by a factor of four between runs and only ratios within one run
 //! mean anything.
 
+mod cli;
+mod compare;
 mod disk;
+mod driver;
 mod engine;
 mod error;
+mod harness;
 mod hist;
+mod interference;
+mod keydist;
 mod machine;
+mod plot;
+mod recorder;
 mod report;
+mod runner;
+mod schedule;
+mod servers;
+mod signals;
+mod workload;
 
 use std::path::PathBuf;
 
@@ -33,6 +46,13 @@ enum Command {
     /// Raw disk figures, then the engine in-process: durable puts (1 and 64 writers per shard),
     /// cached and uncached gets, resident memory with N keys loaded; checks the issue-2 targets.
     Engine(EngineArgs),
+    /// One workload (YCSB A–F or write-only) against one target: the engine in-process,
+    /// mantisd over RESP or HTTP, or Redis over RESP; closed or open loop.
+    Run(cli::RunArgs),
+    /// mantisd against Redis (appendfsync always, everysec, no persistence), started by the
+    /// harness and run interleaved for several rounds; ratio table, goals, interference,
+    /// raw-device probe, JSON + Markdown + SVG plots.
+    Compare(cli::CompareArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -165,10 +185,18 @@ fn run(cli: Cli) -> Result<(), BenchError> {
     match cli.command {
         Command::Disk(args) => run_disk(&args, command_line),
         Command::Engine(args) => run_engine(&args, command_line),
+        Command::Run(args) => {
+            signals::install().map_err(BenchError::Executor)?;
+            cli::run(&args, command_line)
+        }
+        Command::Compare(args) => {
+            signals::install().map_err(BenchError::Executor)?;
+            cli::compare(&args, command_line)
+        }
     }
 }
 
-fn default_out(kind: &str, machine: &MachineInfo) -> PathBuf {
+pub(crate) fn default_out(kind: &str, machine: &MachineInfo) -> PathBuf {
     let stamp = machine.date_utc.replace(':', "");
     PathBuf::from(format!("mantis-bench-{kind}-{stamp}.json"))
 }
