@@ -1,0 +1,433 @@
+//! A client session: runs statements, keeps prepared plans, and buffers a transaction's
+//! writes (BEGIN ... COMMIT) so the transaction reads its own writes and applies them at once.
+
+use std::rc::Rc;
+
+use sqlparser::ast::Statement;
+
+use crate::binder::Binder;
+use crate::dml::{DmlPlan, Pending};
+use crate::error::{state, Result, SqlError};
+use crate::exec::{exec, Ctx, Row};
+use crate::plan::Plan;
+use crate::store::{View, Writes};
+use crate::types::{SqlType, Value};
+use crate::{ddl, dml, Column, SqlEngine, StatementResult};
+
+enum Kind {
+    Query {
+        plan: Rc<Plan>,
+    },
+    Dml(Rc<DmlPlan>),
+    /// DDL, transaction control and the like: run from the statement each time.
+    Other,
+    Empty,
+}
+
+struct PreparedInner {
+    stmt: Option<Statement>,
+    hints: Vec<Option<SqlType>>,
+    version: u64,
+    kind: Kind,
+}
+
+/// A parsed, bound and optimized statement, kept by the client between executions.
+#[derive(Clone)]
+pub struct Prepared {
+    pub param_types: Vec<SqlType>,
+    /// Empty when the statement returns no rows.
+    pub columns: Vec<Column>,
+    inner: Rc<PreparedInner>,
+}
+
+pub struct Session {
+    engine: SqlEngine,
+    tx: Option<Writes>,
+    /// A statement failed inside the transaction: only ROLLBACK/COMMIT are accepted.
+    failed: bool,
+}
+
+fn tag(t: impl Into<String>) -> StatementResult {
+    StatementResult::Command { tag: t.into() }
+}
+
+fn columns(names: &[String], types: &[SqlType]) -> Vec<Column> {
+    names
+        .iter()
+        .zip(types)
+        .map(|(n, t)| Column {
+            name: n.clone(),
+            ty: t.clone(),
+        })
+        .collect()
+}
+
+impl Session {
+    pub(crate) fn new(engine: SqlEngine) -> Session {
+        Session {
+            engine,
+            tx: None,
+            failed: false,
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// True when a statement failed inside the open transaction (ReadyForQuery 'E').
+    pub fn transaction_failed(&self) -> bool {
+        self.tx.is_some() && self.failed
+    }
+
+    /// Simple query: every statement in `sql`, in order; stops at the first error.
+    pub async fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>> {
+        let stmts = crate::parser::parse(sql)?;
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in &stmts {
+            let p = self.prepare_stmt(Some(s.clone()), &[]).await?;
+            out.push(self.execute_prepared(&p, &[]).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn prepare(
+        &mut self,
+        sql: &str,
+        param_types: &[Option<SqlType>],
+    ) -> Result<Prepared> {
+        let mut stmts = crate::parser::parse(sql)?;
+        if stmts.len() > 1 {
+            return Err(SqlError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        self.prepare_stmt(stmts.pop(), param_types).await
+    }
+
+    async fn prepare_stmt(
+        &mut self,
+        stmt: Option<Statement>,
+        hints: &[Option<SqlType>],
+    ) -> Result<Prepared> {
+        if self.failed
+            && self.tx.is_some()
+            && !matches!(
+                stmt,
+                Some(Statement::Commit { .. } | Statement::Rollback { .. })
+            )
+        {
+            return Err(SqlError::new(
+                state::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let r = self.bind(stmt, hints).await;
+        if r.is_err() && self.tx.is_some() {
+            self.failed = true;
+        }
+        r
+    }
+
+    async fn bind(
+        &mut self,
+        stmt: Option<Statement>,
+        hints: &[Option<SqlType>],
+    ) -> Result<Prepared> {
+        let cat = self.engine.catalog().await?;
+        let mut b = Binder::new(&cat, hints.to_vec());
+        let (kind, cols) = match &stmt {
+            None => (Kind::Empty, Vec::new()),
+            Some(Statement::Query(q)) => {
+                let bq = b.query(q)?;
+                let cols = columns(&bq.names, &bq.types);
+                (
+                    Kind::Query {
+                        plan: Rc::new(crate::optimizer::optimize(bq.plan)),
+                    },
+                    cols,
+                )
+            }
+            Some(Statement::Insert(ins)) => (
+                Kind::Dml(Rc::new(DmlPlan::Insert(dml::bind_insert(&mut b, ins)?))),
+                Vec::new(),
+            ),
+            Some(s @ Statement::Update { .. }) => (
+                Kind::Dml(Rc::new(DmlPlan::Update(dml::bind_update(&mut b, s)?))),
+                Vec::new(),
+            ),
+            Some(Statement::Delete(d)) => (
+                Kind::Dml(Rc::new(DmlPlan::Delete(dml::bind_delete(&mut b, d)?))),
+                Vec::new(),
+            ),
+            Some(Statement::Explain { .. } | Statement::ShowVariable { .. }) => (
+                Kind::Other,
+                vec![Column {
+                    name: "QUERY PLAN".into(),
+                    ty: SqlType::Text,
+                }],
+            ),
+            Some(_) => (Kind::Other, Vec::new()),
+        };
+        Ok(Prepared {
+            param_types: b.param_types(),
+            columns: cols,
+            inner: Rc::new(PreparedInner {
+                stmt,
+                hints: hints.to_vec(),
+                version: cat.version,
+                kind,
+            }),
+        })
+    }
+
+    pub async fn execute_prepared(
+        &mut self,
+        p: &Prepared,
+        params: &[Value],
+    ) -> Result<StatementResult> {
+        let r = self.run_prepared(p, params).await;
+        if r.is_err() && self.tx.is_some() {
+            self.failed = true;
+        }
+        r
+    }
+
+    async fn run_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<StatementResult> {
+        if self.failed
+            && self.tx.is_some()
+            && !matches!(
+                p.inner.stmt,
+                Some(Statement::Commit { .. } | Statement::Rollback { .. })
+            )
+        {
+            return Err(SqlError::new(
+                state::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        if !matches!(p.inner.kind, Kind::Other | Kind::Empty) {
+            // A plan bound against an older catalog is re-bound (a table may be gone).
+            let cat = self.engine.catalog().await?;
+            if cat.version != p.inner.version {
+                let fresh = self.bind(p.inner.stmt.clone(), &p.inner.hints).await?;
+                return Box::pin(self.run_prepared(&fresh, params)).await;
+            }
+        }
+        if params.len() < p.param_types.len() {
+            return Err(SqlError::new(
+                state::PROTOCOL_VIOLATION,
+                format!(
+                    "statement needs {} parameters, {} given",
+                    p.param_types.len(),
+                    params.len()
+                ),
+            ));
+        }
+        let params: Vec<Value> = params
+            .iter()
+            .zip(
+                p.param_types
+                    .iter()
+                    .chain(std::iter::repeat(&SqlType::Unknown)),
+            )
+            .map(|(v, t)| match v {
+                Value::Text(s) if !t.is_text() && *t != SqlType::Unknown => {
+                    Value::from_pg_text(t, s)
+                }
+                other => Ok(other.clone()),
+            })
+            .collect::<Result<_>>()?;
+        match &p.inner.kind {
+            Kind::Empty => Ok(tag("")),
+            Kind::Query { plan } => {
+                let rows = self.run_query(plan, params).await?;
+                Ok(StatementResult::Rows {
+                    columns: p.columns.clone(),
+                    rows,
+                })
+            }
+            Kind::Dml(d) => self.run_dml(d, params).await,
+            Kind::Other => match &p.inner.stmt {
+                Some(s) => self.run_other(s).await,
+                None => Ok(tag("")),
+            },
+        }
+    }
+
+    async fn run_query(&self, plan: &Plan, params: Vec<Value>) -> Result<Vec<Row>> {
+        let mut ctx = Ctx::new(params);
+        let view = View {
+            handle: self.engine.handle(),
+            layers: [None, self.tx.as_ref()],
+        };
+        crate::access::prefetch(plan, &mut ctx, &view).await?;
+        exec(plan, &ctx, &[])
+    }
+
+    async fn run_dml(&mut self, d: &DmlPlan, params: Vec<Value>) -> Result<StatementResult> {
+        let mut ctx = Ctx::new(params);
+        let mut w = Pending {
+            handle: self.engine.handle(),
+            tx: self.tx.as_ref(),
+            stmt: Writes::default(),
+        };
+        let (n, what) = match d {
+            DmlPlan::Insert(p) => (dml::run_insert(p, &mut ctx, &mut w).await?, "INSERT 0"),
+            DmlPlan::Update(p) => (dml::run_update(p, &mut ctx, &mut w).await?, "UPDATE"),
+            DmlPlan::Delete(p) => (dml::run_delete(p, &mut ctx, &mut w).await?, "DELETE"),
+        };
+        let writes = w.stmt;
+        self.apply(writes).await?;
+        Ok(tag(format!("{what} {n}")))
+    }
+
+    /// Applies a statement's writes: into the transaction, or to the engine at once.
+    async fn apply(&mut self, writes: Writes) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        match &mut self.tx {
+            Some(tx) => {
+                tx.absorb(writes);
+                crate::store::check_tx_size(tx.len())
+            }
+            None => self
+                .engine
+                .handle()
+                .write_batch(writes.into_batch())
+                .await
+                .map_err(|e| SqlError::storage("write", e)),
+        }
+    }
+
+    async fn run_other(&mut self, s: &Statement) -> Result<StatementResult> {
+        match s {
+            Statement::StartTransaction { .. } => {
+                if self.tx.is_none() {
+                    self.tx = Some(Writes::default());
+                    self.failed = false;
+                }
+                Ok(tag("BEGIN"))
+            }
+            Statement::Commit { .. } => {
+                let tx = self.tx.take();
+                let failed = std::mem::replace(&mut self.failed, false);
+                match tx {
+                    Some(w) if !failed => {
+                        if !w.is_empty() {
+                            self.engine
+                                .handle()
+                                .write_batch(w.into_batch())
+                                .await
+                                .map_err(|e| SqlError::storage("commit", e))?;
+                        }
+                        Ok(tag("COMMIT"))
+                    }
+                    Some(_) => Ok(tag("ROLLBACK")),
+                    None => Ok(tag("COMMIT")),
+                }
+            }
+            Statement::Rollback { .. } => {
+                self.tx = None;
+                self.failed = false;
+                Ok(tag("ROLLBACK"))
+            }
+            Statement::CreateTable(ct) => ddl::create_table(&self.engine, ct).await,
+            Statement::CreateIndex(ci) => ddl::create_index(&self.engine, ci).await,
+            Statement::CreateView { .. } => ddl::create_view(&self.engine, s).await,
+            Statement::Drop { .. } => ddl::drop(&self.engine, s).await,
+            Statement::Explain {
+                statement, analyze, ..
+            } => {
+                if *analyze {
+                    return Err(SqlError::unsupported("EXPLAIN ANALYZE"));
+                }
+                let lines = self.explain(statement).await?;
+                Ok(StatementResult::Rows {
+                    columns: vec![Column {
+                        name: "QUERY PLAN".into(),
+                        ty: SqlType::Text,
+                    }],
+                    rows: lines.into_iter().map(|l| vec![Value::Text(l)]).collect(),
+                })
+            }
+            Statement::SetVariable { .. }
+            | Statement::SetNames { .. }
+            | Statement::SetTimeZone { .. } => Ok(tag("SET")),
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let value = match name.as_str() {
+                    "server_version" => "15.0",
+                    "server_encoding" | "client_encoding" => "UTF8",
+                    "standard_conforming_strings" => "on",
+                    "datestyle" => "ISO, MDY",
+                    "timezone" => "UTC",
+                    "transaction_isolation" | "transaction.isolation.level" => "read committed",
+                    _ => {
+                        return Err(SqlError::new(
+                            state::UNDEFINED_OBJECT,
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        ))
+                    }
+                };
+                Ok(StatementResult::Rows {
+                    columns: vec![Column {
+                        name,
+                        ty: SqlType::Text,
+                    }],
+                    rows: vec![vec![Value::Text(value.into())]],
+                })
+            }
+            other => Err(SqlError::unsupported(format!(
+                "statement {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    async fn explain(&mut self, s: &Statement) -> Result<Vec<String>> {
+        let p = self.bind(Some(s.clone()), &[]).await?;
+        Ok(match &p.inner.kind {
+            Kind::Query { plan } => crate::explain::explain(plan),
+            Kind::Dml(d) => match &**d {
+                DmlPlan::Insert(i) => {
+                    let mut v = vec![format!("Insert on {}", i.table.name)];
+                    v.extend(
+                        crate::explain::explain(&i.source)
+                            .into_iter()
+                            .map(|l| format!("  {l}")),
+                    );
+                    v
+                }
+                DmlPlan::Update(u) => {
+                    let mut v = vec![format!("Update on {}", u.table.name)];
+                    v.extend(
+                        crate::explain::explain(&u.access)
+                            .into_iter()
+                            .map(|l| format!("  {l}")),
+                    );
+                    v
+                }
+                DmlPlan::Delete(d) => {
+                    let mut v = vec![format!("Delete on {}", d.table.name)];
+                    v.extend(
+                        crate::explain::explain(&d.access)
+                            .into_iter()
+                            .map(|l| format!("  {l}")),
+                    );
+                    v
+                }
+            },
+            _ => vec!["Utility Statement".into()],
+        })
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

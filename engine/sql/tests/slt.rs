@@ -1,0 +1,220 @@
+//! Runs every sqllogictest file under tests/slt/ (SQLite's corpus sample) against the
+//! engine under the label `postgresql`, and fails listing every failing record (file:line).
+//! Records the engine does not support are listed, with reasons, in docs/sql.md and in
+//! `UNSUPPORTED` below; nothing else is skipped.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use mantis_sql::{StatementResult, Value};
+use sqllogictest::{Condition, DBOutput, DefaultColumnType, Record};
+
+/// Records skipped on purpose: (file suffix, line, reason). Keep in sync with docs/sql.md.
+const UNSUPPORTED: &[(&str, u32, &str)] = &[];
+
+#[derive(Debug)]
+struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+type Reply = Result<Vec<StatementResult>, String>;
+
+/// A synchronous DB: each statement goes over a channel to a glommio executor thread that
+/// owns the SQL session (its futures are not Send).
+struct Db {
+    tx: flume::Sender<(String, flume::Sender<Reply>)>,
+}
+
+impl Db {
+    fn start(engine: mantis_engine::EngineHandle) -> Db {
+        let (tx, rx) = flume::bounded::<(String, flume::Sender<Reply>)>(1);
+        std::thread::spawn(move || {
+            mantis_storage::rt::run_local(|| async move {
+                let sql = mantis_sql::SqlEngine::open(engine).await.unwrap();
+                let mut session = sql.session();
+                while let Ok((text, reply)) = rx.recv_async().await {
+                    let r = session.execute(&text).await.map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                }
+            })
+            .unwrap();
+        });
+        Db { tx }
+    }
+}
+
+fn format_value(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Float32(_) | Value::Float64(_) | Value::Numeric(_) => {
+            format!("{:.3}", v.as_f64().unwrap_or(0.0))
+        }
+        Value::Bool(b) => if *b { "1" } else { "0" }.into(),
+        Value::Text(s) if s.is_empty() => "(empty)".into(),
+        other => other.to_pg_text().unwrap_or_default(),
+    }
+}
+
+impl sqllogictest::DB for Db {
+    type Error = Error;
+    type ColumnType = DefaultColumnType;
+
+    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Error> {
+        let (rtx, rrx) = flume::bounded(1);
+        self.tx
+            .send((sql.to_string(), rtx))
+            .map_err(|e| Error(e.to_string()))?;
+        let results = rrx
+            .recv()
+            .map_err(|e| Error(e.to_string()))?
+            .map_err(Error)?;
+        match results.into_iter().last() {
+            Some(StatementResult::Rows { columns, rows }) => Ok(DBOutput::Rows {
+                types: columns.iter().map(|_| DefaultColumnType::Any).collect(),
+                rows: rows
+                    .iter()
+                    .map(|r| r.iter().map(format_value).collect())
+                    .collect(),
+            }),
+            _ => Ok(DBOutput::StatementComplete(0)),
+        }
+    }
+
+    fn engine_name(&self) -> &str {
+        "postgresql"
+    }
+}
+
+fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            slt_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "test") {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs one file on a fresh engine; returns the failing records as "file:line: message".
+fn run_file(path: &Path) -> (usize, Vec<String>) {
+    let sim = mantis_storage::SimStorage::new(1);
+    let engine = mantis_engine::Engine::open(common::sim_config(&sim, 2)).unwrap();
+    let mut runner = sqllogictest::Runner::new(|| {
+        let h = engine.handle();
+        async move { Ok::<_, Error>(Db::start(h)) }
+    });
+    runner.add_label("postgresql");
+    let records = sqllogictest::parse_file::<DefaultColumnType>(path).unwrap();
+    let name = path.to_string_lossy().to_string();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    let mut pending: Vec<Condition> = Vec::new();
+    for record in records {
+        let (line, conditions) = match &record {
+            Record::Statement {
+                loc, conditions, ..
+            }
+            | Record::Query {
+                loc, conditions, ..
+            } => (Some(loc.line()), conditions.clone()),
+            _ => (None, Vec::new()),
+        };
+        match &record {
+            Record::Condition(c) => {
+                pending.push(c.clone());
+                continue;
+            }
+            Record::Halt { .. } => {
+                // "onlyif mssql / halt" stops only that engine's run.
+                if !pending.iter().any(skips_postgres) {
+                    break;
+                }
+                pending.clear();
+                continue;
+            }
+            Record::Statement { .. } | Record::Query { .. } => pending.clear(),
+            _ => {}
+        }
+        if let Some(l) = line {
+            if conditions.iter().any(skips_postgres) {
+                continue;
+            }
+            if UNSUPPORTED
+                .iter()
+                .any(|(f, ln, _)| name.ends_with(f) && *ln == l)
+            {
+                continue;
+            }
+            count += 1;
+        }
+        if let Err(e) = runner.run(record) {
+            let msg = e.to_string();
+            let first: String = msg.lines().take(6).collect::<Vec<_>>().join(" | ");
+            failures.push(format!("{name}:{}: {first}", line.unwrap_or(0)));
+        }
+    }
+    drop(runner);
+    engine.shutdown().unwrap();
+    (count, failures)
+}
+
+fn skips_postgres(c: &Condition) -> bool {
+    match c {
+        Condition::OnlyIf { label } => label != "postgresql",
+        Condition::SkipIf { label } => label == "postgresql",
+    }
+}
+
+#[test]
+fn sqllogictest_corpus() {
+    mantis_storage::rt::raise_memlock_limit().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files = Vec::new();
+    slt_files(&dir, &mut files);
+    assert!(files.len() >= 13, "slt files missing: {files:?}");
+    let only = std::env::var("SLT_FILTER").ok();
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for f in &files {
+        if only
+            .as_ref()
+            .is_some_and(|o| !f.to_string_lossy().contains(o.as_str()))
+        {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let (n, fails) = run_file(f);
+        eprintln!(
+            "{}: {} records, {} failed, {:?}",
+            f.display(),
+            n,
+            fails.len(),
+            start.elapsed()
+        );
+        total += n;
+        failures.extend(fails);
+    }
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    eprintln!("{} records, {} failed", total, failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failing records:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
