@@ -198,15 +198,15 @@ pub struct CompareArgs {
     /// Memtable of the interference mantisd, in bytes (small: flushes and compactions often).
     #[arg(long, default_value_t = 1 << 20)]
     pub interference_memtable_bytes: usize,
-    /// Seconds of bulk overwrites before the busy window.
-    #[arg(long, default_value_t = 8.0)]
-    pub interference_bulk_secs: f64,
+    /// Background writes per second during both interference windows.
+    #[arg(long, default_value_t = 300.0)]
+    pub interference_bulk_rate: f64,
     #[arg(long, default_value_t = 4096)]
     pub interference_bulk_value_bytes: usize,
     /// Foreground of the interference scenario: workload B, open loop at this rate.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 500.0)]
     pub interference_rate: f64,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 50)]
     pub interference_connections: usize,
     /// Directory for the raw-device probe (the disk the servers' directories are on).
     #[arg(long, default_value = "/var/tmp/mantis-bench-compare")]
@@ -332,7 +332,7 @@ fn open_target(
             servers_out.push(ServerInfo {
                 name: g.name.clone(),
                 version: g.version.clone(),
-                settings: format!("{:?}", args.redis_persistence),
+                settings: args.redis_persistence.settings(),
             });
             Ok((
                 Endpoint::Resp(g.resp_addr),
@@ -457,7 +457,10 @@ pub fn compare(args: &CompareArgs, command: String) -> Result<(), BenchError> {
         "load average {:.2} {:.2} {:.2}",
         load_average_start[0], load_average_start[1], load_average_start[2]
     );
-    if args.rounds == 0 || args.workloads.is_empty() || !(args.open_fraction > 0.0) {
+    if args.rounds == 0
+        || args.workloads.is_empty()
+        || args.open_fraction.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+    {
         return Err(BenchError::Usage(
             "--rounds, --workloads and --open-fraction must be positive".into(),
         ));
@@ -468,7 +471,7 @@ pub fn compare(args: &CompareArgs, command: String) -> Result<(), BenchError> {
         memtable_bytes: args.interference_memtable_bytes,
         bulk_value_bytes: args.interference_bulk_value_bytes,
         bulk_connections: 16,
-        bulk_s: args.interference_bulk_secs,
+        bulk_rate_per_sec: args.interference_bulk_rate,
         foreground: RunConfig {
             spec: WorkloadSpec {
                 workload: Workload::B,

@@ -109,7 +109,7 @@ pub fn run(cfg: &CompareConfig) -> Result<CompareOutcome, BenchError> {
     ));
     for p in &cfg.peers {
         let g = servers::start_redis(*p)?;
-        infos.push(server_info(&g, &format!("{:?}", p.name())));
+        infos.push(server_info(&g, &p.settings()));
         servers.push(g);
     }
     let spec = &cfg.base.spec;
@@ -183,24 +183,35 @@ pub fn run(cfg: &CompareConfig) -> Result<CompareOutcome, BenchError> {
 
     let interference = match &cfg.interference {
         Some(icfg) => {
-            let mut args = cfg.mantisd_args.clone();
-            args.extend([
+            let mut small = cfg.mantisd_args.clone();
+            small.extend([
                 "--memtable-bytes-max".to_string(),
                 icfg.memtable_bytes.to_string(),
             ]);
-            let server = servers::start_mantisd(&cfg.mantisd, "mantisd-small-memtable", &args)?;
+            let busy = servers::start_mantisd(&cfg.mantisd, "mantisd-small-memtable", &small)?;
             infos.push(server_info(
-                &server,
-                &format!("interference only: {}", args.join(" ")),
+                &busy,
+                &format!("interference, busy: {}", small.join(" ")),
             ));
-            runner::load(
-                &Endpoint::Resp(server.resp_addr),
-                &icfg.foreground.spec,
-                cfg.base.threads,
-                &server.name,
-                true,
+            let idle = servers::start_mantisd(
+                &cfg.mantisd,
+                "mantisd-default-memtable",
+                &cfg.mantisd_args,
             )?;
-            let (figures, iruns) = interference::run(&server, icfg)?;
+            infos.push(server_info(
+                &idle,
+                &format!("interference, idle: {}", cfg.mantisd_args.join(" ")),
+            ));
+            for s in [&busy, &idle] {
+                runner::load(
+                    &Endpoint::Resp(s.resp_addr),
+                    &icfg.foreground.spec,
+                    cfg.base.threads,
+                    &s.name,
+                    true,
+                )?;
+            }
+            let (figures, iruns) = interference::run(&busy, &idle, icfg)?;
             runs.extend(iruns);
             Some(figures)
         }

@@ -1,14 +1,16 @@
-//! Interference: foreground latency while background compaction runs, against the same
-//! foreground load with the background idle, on one mantisd.
+//! Interference: foreground latency while background flushes and compactions run, against
+//! the same load with the background idle.
 //!
-//! mantisd has no admin call that starts a compaction (appliance/src/http has kv, health and
-//! metrics only), so compaction is driven by volume: the server runs with a small memtable
-//! (`--memtable-bytes-max`), a bulk phase overwrites the loaded keys with large values for a
-//! few seconds (dozens of flushes, so compaction has a backlog of small segments to merge), and
-//! the foreground window starts the moment the bulk writers stop. The "idle" window runs the
-//! same foreground load after `mantis_compactions_total` and `mantis_flushes_total` have not
-//! moved for a while. Both counters are sampled during each window, so the report says how much
-//! compaction actually overlapped it.
+//! mantisd has no admin call that starts a compaction (appliance/src/http serves kv, health and
+//! metrics only), and compaction of a few small segments finishes in well under a second, so a
+//! "write a lot, stop, then measure" window catches none of it (tried: zero compactions in the
+//! window). Compaction is therefore driven by load volume, and the same load runs on two fresh
+//! mantisd instances, interleaved per round: both get the foreground (YCSB B, open loop) plus a
+//! background writer overwriting keys with 4 KiB values at a fixed rate; one has a 1 MiB
+//! memtable, so that writer causes flushes every second or so and a compaction every few
+//! flushes during the window, the other keeps the default 64 MiB memtable, which the window's
+//! writes do not fill, so nothing flushes or compacts. `mantis_flushes_total` and
+//! `mantis_compactions_total` are sampled during every window to show which was which.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,17 +29,15 @@ use crate::workload::{Workload, WorkloadSpec};
 
 /// Background counters are sampled this often during a window.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-/// Background counts as idle after this long without a flush or compaction finishing.
-const QUIET: Duration = Duration::from_secs(3);
-/// Longest wait for the background to become idle.
-const QUIET_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InterferenceConfig {
+    /// Memtable of the busy instance (the idle one keeps the default).
     pub memtable_bytes: usize,
     pub bulk_value_bytes: usize,
     pub bulk_connections: usize,
-    pub bulk_s: f64,
+    /// Background writes per second, the same on both instances.
+    pub bulk_rate_per_sec: f64,
     /// The foreground: workload, rate, connections, duration.
     pub foreground: RunConfig,
     pub rounds: usize,
@@ -129,36 +129,6 @@ impl Drop for CounterSampler {
     }
 }
 
-/// Waits (polling /metrics, bounded) until no flush or compaction finished for [`QUIET`].
-fn wait_quiet(server: &ServerGuard) -> Result<f64, BenchError> {
-    let started = Instant::now();
-    let mut last = (f64::NAN, f64::NAN);
-    let mut last_change = Instant::now();
-    loop {
-        let text = server.metrics().ok_or_else(|| BenchError::Server {
-            name: server.name.clone(),
-            reason: "/metrics did not answer".into(),
-        })?;
-        let now = (
-            metric_sum(&text, "mantis_compactions_total"),
-            metric_sum(&text, "mantis_flushes_total"),
-        );
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        } else if last_change.elapsed() >= QUIET {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        if started.elapsed() >= QUIET_TIMEOUT || crate::signals::stopped() {
-            return Err(BenchError::Server {
-                name: server.name.clone(),
-                reason: format!("background work did not come to rest within {QUIET_TIMEOUT:?}"),
-            });
-        }
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-}
-
 fn window(
     server: &ServerGuard,
     cfg: &RunConfig,
@@ -180,41 +150,62 @@ fn window(
     ))
 }
 
-/// Runs the scenario on `server` (already loaded); returns the figures and the runs (for the
-/// run table and the plots).
-pub fn run(
+/// The background writer of a window: open loop at the configured rate, a little longer than
+/// the foreground window so that it covers all of it.
+fn bulk_config(cfg: &InterferenceConfig) -> RunConfig {
+    let fg = &cfg.foreground;
+    RunConfig {
+        spec: WorkloadSpec {
+            workload: Workload::Write,
+            distribution: Workload::Write.default_distribution(),
+            value_bytes: cfg.bulk_value_bytes,
+            ..fg.spec.clone()
+        },
+        connections: cfg.bulk_connections,
+        rate_per_sec: Some(cfg.bulk_rate_per_sec),
+        pipeline: 1,
+        warmup_s: 0.0,
+        duration_s: fg.warmup_s + fg.duration_s + 1.0,
+        seed: fg.seed ^ 0xb01c,
+        ..fg.clone()
+    }
+}
+
+/// One window on `server`: the background writer on its own thread, the foreground here.
+fn window_with_writer(
     server: &ServerGuard,
+    cfg: &InterferenceConfig,
+    label: &str,
+) -> Result<(WindowFigures, crate::recorder::Recorded, f64), BenchError> {
+    let bulk = bulk_config(cfg);
+    let endpoint = Endpoint::Resp(server.resp_addr);
+    let writer =
+        std::thread::spawn(move || runner::run(&endpoint, &bulk, "background writer", false));
+    let fg = window(server, &cfg.foreground, label);
+    let bulk_result = writer.join().map_err(|_| BenchError::Server {
+        name: server.name.clone(),
+        reason: "the background writer thread panicked".into(),
+    })?;
+    let (w, rec) = fg?;
+    Ok((w, rec, bulk_result?.ops_per_sec))
+}
+
+/// Runs the scenario on `busy` (small memtable) and `idle` (default memtable), both loaded,
+/// interleaved per round; returns the figures and the runs (for the run table and the plots).
+pub fn run(
+    busy: &ServerGuard,
+    idle: &ServerGuard,
     cfg: &InterferenceConfig,
 ) -> Result<(InterferenceFigures, Vec<TargetRun>), BenchError> {
     let mut rounds = Vec::new();
     let mut runs = Vec::new();
     let fg = &cfg.foreground;
     for round in 1..=cfg.rounds {
-        let bulk = RunConfig {
-            spec: WorkloadSpec {
-                workload: Workload::Write,
-                value_bytes: cfg.bulk_value_bytes,
-                ..fg.spec.clone()
-            },
-            connections: cfg.bulk_connections,
-            rate_per_sec: None,
-            pipeline: 1,
-            warmup_s: 0.0,
-            duration_s: cfg.bulk_s,
-            ..fg.clone()
-        };
-        let bulk_result = runner::run(
-            &Endpoint::Resp(server.resp_addr),
-            &bulk,
-            "interference: bulk",
-            true,
-        )?;
-        let (busy, busy_rec) = window(server, fg, "interference: busy")?;
-        let waited = wait_quiet(server)?;
-        let (idle, idle_rec) = window(server, fg, "interference: idle")?;
-        for (name, rec, w) in [
-            ("compaction running", busy_rec, &busy),
-            ("background idle", idle_rec, &idle),
+        let (busy_w, busy_rec, bulk_busy) = window_with_writer(busy, cfg, "interference: busy")?;
+        let (idle_w, idle_rec, bulk_idle) = window_with_writer(idle, cfg, "interference: idle")?;
+        for (name, server, rec, w, bulk) in [
+            ("compaction running", busy, busy_rec, &busy_w, bulk_busy),
+            ("background idle", idle, idle_rec, &idle_w, bulk_idle),
         ] {
             runs.push(TargetRun {
                 round,
@@ -224,32 +215,22 @@ pub fn run(
                 config: fg.clone(),
                 result: rec,
                 note: Some(format!(
-                    "{} compactions, {} flushes finished in the window{}",
-                    w.compactions,
-                    w.flushes,
-                    if name == "background idle" {
-                        format!(" (after {waited:.0} s waiting for rest)")
-                    } else {
-                        String::new()
-                    }
+                    "{} compactions, {} flushes finished in the window; background writer {bulk:.0} writes/s",
+                    w.compactions, w.flushes
                 )),
             });
         }
         rounds.push(InterferenceRound {
             round,
-            bulk_ops_per_sec: bulk_result.ops_per_sec,
-            p99_ratio: busy.latency.p99_us / idle.latency.p99_us.max(1e-9),
-            busy,
-            idle,
+            bulk_ops_per_sec: bulk_busy,
+            p99_ratio: busy_w.latency.p99_us / idle_w.latency.p99_us.max(1e-9),
+            busy: busy_w,
+            idle: idle_w,
         });
     }
     let how = format!(
-        "mantisd with --memtable-bytes-max {} (no admin call starts a compaction); each round: {} connections overwrite the loaded keys with {} B values for {:.0} s, then the foreground window starts at once (compaction running); the idle window follows once no flush or compaction finished for {} s",
-        cfg.memtable_bytes,
-        cfg.bulk_connections,
-        cfg.bulk_value_bytes,
-        cfg.bulk_s,
-        QUIET.as_secs()
+        "two fresh mantisd, interleaved per round, each with the foreground plus a background writer of {:.0} writes/s × {} B ({} connections, open loop); busy: --memtable-bytes-max {} (flushes and compactions during the window), idle: default 64 MiB memtable (none); mantisd has no admin call that starts a compaction",
+        cfg.bulk_rate_per_sec, cfg.bulk_value_bytes, cfg.bulk_connections, cfg.memtable_bytes
     );
     Ok((
         InterferenceFigures {

@@ -43,6 +43,11 @@ impl RedisPersistence {
         }
     }
 
+    /// The redis-server flags, as the report shows them.
+    pub fn settings(self) -> String {
+        self.args().join(" ")
+    }
+
     fn args(self) -> &'static [&'static str] {
         match self {
             RedisPersistence::Always => &["--appendonly", "yes", "--appendfsync", "always"],
@@ -261,11 +266,6 @@ impl ServerGuard {
                 tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             ),
         }
-    }
-
-    /// mantisd's /metrics text (None for Redis or when it does not answer).
-    pub fn metrics(&self) -> Option<String> {
-        http_get(self.http_addr?, "/metrics")
     }
 
     /// SIGTERM, wait (bounded), SIGKILL if needed; remove the data directory.
