@@ -88,11 +88,9 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
     access_nodes(plan, &mut nodes);
     for node in nodes {
         match node {
-            Plan::Scan { table, .. } => {
-                if !ctx.tables.contains_key(&table.id) {
-                    let rows = scan_table(table, view).await?;
-                    ctx.tables.insert(table.id, Rc::new(rows));
-                }
+            Plan::Scan { table, .. } if !ctx.tables.contains_key(&table.id) => {
+                let rows = scan_table(table, view).await?;
+                ctx.tables.insert(table.id, Rc::new(rows));
             }
             Plan::PkGet { table, key, .. } => {
                 let mut vals = Vec::with_capacity(key.len());

@@ -47,7 +47,12 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 
 pub fn format_date(days: i32) -> String {
     let (y, m, d) = civil_from_days(i64::from(days) + UNIX_TO_PG_DAYS);
-    format!("{y:04}-{m:02}-{d:02}")
+    // There is no year 0: year 0 is 1 BC, as PostgreSQL prints it.
+    if y <= 0 {
+        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}")
+    }
 }
 
 pub fn format_timestamp(us: i64) -> String {
@@ -74,12 +79,20 @@ fn bad(kind: &str, s: &str) -> SqlError {
 
 /// Parses `YYYY-MM-DD` into days since 2000-01-01.
 pub fn parse_date(s: &str) -> Result<i32> {
-    let t = s.trim();
+    let mut t = s.trim();
+    let bc = t.len() > 3 && t[t.len() - 3..].eq_ignore_ascii_case(" bc");
+    if bc {
+        t = t[..t.len() - 3].trim_end();
+    }
     let mut parts = t.splitn(3, '-');
     let y: i64 = parts
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| bad("date", s))?;
+    if bc && y <= 0 {
+        return Err(bad("date", s));
+    }
+    let y = if bc { 1 - y } else { y };
     let m: u32 = parts
         .next()
         .and_then(|p| p.parse().ok())
@@ -111,7 +124,7 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
     let days = i64::from(parse_date(date_part).map_err(|_| bad("timestamp", s))?);
     let mut us = 0i64;
     if !time_part.is_empty() {
-        let time_part = time_part.trim_end_matches(|c: char| c == 'Z' || c == 'z');
+        let time_part = time_part.trim_end_matches(['Z', 'z']);
         let mut it = time_part.splitn(3, ':');
         let h: i64 = it
             .next()

@@ -15,6 +15,9 @@ use crate::types::{sort_cmp, SqlType, Value};
 
 pub type Row = Vec<Value>;
 
+/// A table's rows with their keys, as fetched for one statement.
+pub type KeyedRows = Rc<Vec<(Vec<u8>, Row)>>;
+
 /// Rows produced by one operator, at most (a runaway cross join fails instead of eating
 /// the shard's memory).
 pub const OPERATOR_ROWS_MAX: usize = 50_000_000;
@@ -24,7 +27,7 @@ pub const OPERATOR_ROWS_MAX: usize = 50_000_000;
 pub struct Ctx {
     pub params: Vec<Value>,
     /// Full-table contents by table id: (row key, row).
-    pub tables: HashMap<u32, Rc<Vec<(Vec<u8>, Row)>>>,
+    pub tables: HashMap<u32, KeyedRows>,
     /// Rows of point and index lookups, by the address of their plan node.
     pub fetched: HashMap<usize, Rc<Vec<Row>>>,
     /// Results of uncorrelated subqueries, by the address of their plan.

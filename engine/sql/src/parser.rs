@@ -41,11 +41,11 @@ fn to_error(sql: &str, e: ParserError) -> SqlError {
             return SqlError::new(state::PROGRAM_LIMIT_EXCEEDED, "statement nested too deeply")
         }
     };
-    let mut err = SqlError::syntax(format!("syntax error: {}", strip_location(&msg)));
-    if let Some(pos) = position(sql, &msg) {
-        err = err.with_position(pos);
-    }
-    err
+    let err = SqlError::syntax(format!("syntax error: {}", strip_location(&msg)));
+    // Without a location the parser ran out of input: PostgreSQL points just past the end.
+    let pos = position(sql, &msg)
+        .unwrap_or_else(|| u32::try_from(sql.chars().count() + 1).unwrap_or(u32::MAX));
+    err.with_position(pos)
 }
 
 fn strip_location(msg: &str) -> &str {
@@ -86,10 +86,12 @@ mod tests {
 
     #[test]
     fn syntax_error_has_position() {
-        let e = parse("SELECT 1 FROM WHERE").unwrap_err();
+        let e = parse("SELECT 1 FROM t WHERE").unwrap_err();
         assert_eq!(e.sqlstate, "42601");
-        let p = e.position.unwrap();
-        assert!(p >= 15 && p <= 20, "position {p}");
+        // Out of input: just past the end, as PostgreSQL reports it.
+        assert_eq!(e.position, Some(22));
+        let e = parse("SELECT * FROM t WHERE a = = 1").unwrap_err();
+        assert_eq!(e.position, Some(27));
         let e = parse("SELECT 1;\nSELEC 2").unwrap_err();
         assert_eq!(e.position, Some(11));
     }

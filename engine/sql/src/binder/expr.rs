@@ -244,9 +244,7 @@ impl Binder<'_> {
                 };
                 Ok((
                     BExpr::Func(name.into(), vec![b]),
-                    if t.is_integer() {
-                        t
-                    } else if t == SqlType::Numeric {
+                    if t.is_integer() || t == SqlType::Numeric {
                         t
                     } else {
                         SqlType::Float64
