@@ -321,3 +321,166 @@ fn catalog_and_rows_survive_restart() {
     drop(ses);
     engine.shutdown().unwrap();
 }
+
+/// Runs `sql` in a session of a SqlEngine living on shard `shard`'s executor, as the wire
+/// protocol does, and returns the rows of its last statement as text (or the SQLSTATE).
+fn on_shard(
+    handle: &mantis_engine::EngineHandle,
+    shard: usize,
+    sql: &'static str,
+) -> Result<Vec<Vec<String>>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = handle.clone();
+    handle
+        .spawn_on(shard, move || async move {
+            assert_eq!(mantis_engine::EngineHandle::current_shard(), Some(shard));
+            let r = async {
+                // One SqlEngine per shard thread, kept between calls (its catalog cache too).
+                thread_local!(static ENGINE: std::cell::RefCell<Option<mantis_sql::SqlEngine>> = const { std::cell::RefCell::new(None) });
+                let cached = ENGINE.with(|e| e.borrow().clone());
+                let eng = match cached {
+                    Some(e) => e,
+                    None => {
+                        let e = mantis_sql::SqlEngine::open(h).await?;
+                        ENGINE.with(|c| *c.borrow_mut() = Some(e.clone()));
+                        e
+                    }
+                };
+                let mut s = eng.session();
+                s.execute(sql).await
+            }
+            .await;
+            let out = r.map_err(|e| e.sqlstate.to_string()).map(|mut v| match v.pop() {
+                Some(StatementResult::Rows { rows, .. }) => rows
+                    .iter()
+                    .map(|r| r.iter().map(|v| v.to_pg_text().unwrap_or_else(|| "NULL".into())).collect())
+                    .collect(),
+                _ => Vec::new(),
+            });
+            tx.send(out).unwrap();
+        })
+        .unwrap();
+    rx.recv().unwrap()
+}
+
+#[test]
+fn ddl_on_shard_0_is_visible_to_the_next_statement_on_shard_1() {
+    let (engine, _sql, _) = setup(2);
+    let h = engine.handle();
+    // Both shards' engines cache the (empty) catalog first.
+    assert_eq!(on_shard(&h, 1, "SELECT 1").unwrap(), s(&[&["1"]]));
+    on_shard(
+        &h,
+        0,
+        "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'a'), (2, 'b')",
+    )
+    .unwrap();
+    assert_eq!(
+        on_shard(&h, 1, "SELECT v FROM kv ORDER BY k").unwrap(),
+        s(&[&["a"], &["b"]])
+    );
+    on_shard(&h, 1, "DROP TABLE kv").unwrap();
+    assert_eq!(
+        on_shard(&h, 0, "SELECT * FROM kv"),
+        Err("42P01".to_string())
+    );
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn indexes_are_used_and_agree_with_scans() {
+    let (engine, sql, _) = setup(2);
+    let mut ses = sql.session();
+    run(
+        &mut ses,
+        "CREATE TABLE m (id INT PRIMARY KEY, g INT, f REAL, t TEXT)",
+    );
+    run(
+        &mut ses,
+        "INSERT INTO m SELECT x, x % 7, x / 4.0, 'n' || x FROM generate_series(1, 200) AS x",
+    );
+    run(&mut ses, "INSERT INTO m VALUES (500, NULL, NULL, NULL)");
+    run(
+        &mut ses,
+        "CREATE INDEX m_g ON m (g); CREATE INDEX m_f ON m (f)",
+    );
+    let queries = [
+        (
+            "SELECT id FROM m WHERE g = 3 ORDER BY id",
+            "Index Scan using m_g",
+        ),
+        (
+            "SELECT id FROM m WHERE f > 10 AND f <= 12.5 ORDER BY id",
+            "Index Scan using m_f",
+        ),
+        (
+            "SELECT id FROM m WHERE f < 2 ORDER BY id",
+            "Index Scan using m_f",
+        ),
+        (
+            "SELECT id FROM m WHERE id >= 195 ORDER BY id",
+            "Index Scan using primary key",
+        ),
+        (
+            "SELECT id FROM m WHERE g = 3 AND f > 20 ORDER BY id",
+            "Index Scan using m_g",
+        ),
+    ];
+    for (q, want) in queries {
+        let plan = rows(&mut ses, &format!("EXPLAIN {q}"));
+        assert!(plan.iter().any(|l| l[0].contains(want)), "{q}: {plan:?}");
+        // The same query without usable indexes (an expression on the column) must agree.
+        let scan_q = q
+            .replace("WHERE g", "WHERE g + 0")
+            .replace("WHERE f", "WHERE f + 0")
+            .replace("WHERE id", "WHERE id + 0");
+        assert_eq!(rows(&mut ses, q), rows(&mut ses, &scan_q), "{q}");
+        assert!(!rows(&mut ses, q).is_empty(), "{q}");
+    }
+    // Writes keep the index in step.
+    run(
+        &mut ses,
+        "UPDATE m SET g = 100 WHERE id <= 3; DELETE FROM m WHERE id = 10",
+    );
+    assert_eq!(
+        rows(&mut ses, "SELECT id FROM m WHERE g = 100 ORDER BY id"),
+        s(&[&["1"], &["2"], &["3"]])
+    );
+    assert_eq!(
+        rows(&mut ses, "SELECT count(*) FROM m WHERE g = 3"),
+        rows(&mut ses, "SELECT count(*) FROM m WHERE g + 0 = 3")
+    );
+    drop(ses);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn on_conflict_do_nothing_and_do_update() {
+    let (engine, sql, _) = setup(2);
+    let mut ses = sql.session();
+    run(
+        &mut ses,
+        "CREATE TABLE c (k INT PRIMARY KEY, n INT DEFAULT 0, u TEXT UNIQUE)",
+    );
+    run(&mut ses, "INSERT INTO c (k, u) VALUES (1, 'a')");
+    let r = run(
+        &mut ses,
+        "INSERT INTO c VALUES (1, 5, 'b'), (2, 5, 'a'), (3, 5, 'c') ON CONFLICT DO NOTHING",
+    );
+    assert_eq!(
+        r,
+        vec![StatementResult::Command {
+            tag: "INSERT 0 1".into()
+        }]
+    );
+    run(
+        &mut ses,
+        "INSERT INTO c VALUES (1, 7, 'a') ON CONFLICT (k) DO UPDATE SET n = c.n + excluded.n",
+    );
+    assert_eq!(
+        rows(&mut ses, "SELECT k, n, u FROM c ORDER BY k"),
+        s(&[&["1", "7", "a"], &["3", "5", "c"]])
+    );
+    drop(ses);
+    engine.shutdown().unwrap();
+}
