@@ -54,10 +54,13 @@ type Reply = Result<Vec<StatementResult>, String>;
 /// owns the SQL session (its futures are not Send).
 struct Db {
     tx: flume::Sender<(String, flume::Sender<Reply>)>,
+    /// The column types the running record declares ("query IRT"): the corpus formats
+    /// values by them, as its ODBC-based PostgreSQL runner did.
+    declared: DeclaredTypes,
 }
 
 impl Db {
-    fn start(engine: mantis_engine::EngineHandle) -> Db {
+    fn start(engine: mantis_engine::EngineHandle, declared: DeclaredTypes) -> Db {
         let (tx, rx) = flume::bounded::<(String, flume::Sender<Reply>)>(1);
         std::thread::spawn(move || {
             mantis_storage::rt::run_local(|| async move {
@@ -70,7 +73,34 @@ impl Db {
             })
             .unwrap();
         });
-        Db { tx }
+        Db { tx, declared }
+    }
+}
+
+type DeclaredTypes = std::sync::Arc<std::sync::Mutex<Vec<DefaultColumnType>>>;
+
+/// Formats a value for a column declared `ty`: I truncates numbers to integers, R prints
+/// three decimals, T prints text.
+fn format_as(v: &Value, ty: Option<&DefaultColumnType>) -> String {
+    match (ty, v) {
+        (_, Value::Null) => "NULL".into(),
+        (
+            Some(DefaultColumnType::Integer),
+            Value::Float32(_) | Value::Float64(_) | Value::Numeric(_),
+        ) => {
+            format!("{}", v.as_f64().unwrap_or(0.0).trunc() as i64)
+        }
+        (
+            Some(DefaultColumnType::FloatingPoint),
+            Value::Int16(_) | Value::Int32(_) | Value::Int64(_),
+        ) => {
+            format!("{:.3}", v.as_f64().unwrap_or(0.0))
+        }
+        (
+            Some(DefaultColumnType::Text),
+            Value::Float32(_) | Value::Float64(_) | Value::Numeric(_),
+        ) => v.to_pg_text().unwrap_or_default(),
+        _ => format_value(v),
     }
 }
 
@@ -102,10 +132,17 @@ impl sqllogictest::DB for Db {
         match results.into_iter().last() {
             Some(StatementResult::Rows { columns, rows }) => Ok(DBOutput::Rows {
                 types: columns.iter().map(|_| DefaultColumnType::Any).collect(),
-                rows: rows
-                    .iter()
-                    .map(|r| r.iter().map(format_value).collect())
-                    .collect(),
+                rows: {
+                    let declared = self.declared.lock().unwrap().clone();
+                    rows.iter()
+                        .map(|r| {
+                            r.iter()
+                                .enumerate()
+                                .map(|(i, v)| format_as(v, declared.get(i)))
+                                .collect()
+                        })
+                        .collect()
+                },
             }),
             _ => Ok(DBOutput::StatementComplete(0)),
         }
@@ -150,9 +187,11 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn run_file(path: &Path) -> (usize, Vec<String>) {
     let sim = mantis_storage::SimStorage::new(1);
     let engine = mantis_engine::Engine::open(common::sim_config(&sim, 2)).unwrap();
+    let declared: DeclaredTypes = Default::default();
     let mut runner = sqllogictest::Runner::new(|| {
         let h = engine.handle();
-        async move { Ok::<_, Error>(Db::start(h)) }
+        let d = declared.clone();
+        async move { Ok::<_, Error>(Db::start(h, d)) }
     });
     runner.add_label("postgresql");
     // The corpus was generated with a threshold of 8 values; files may not say so.
@@ -221,6 +260,13 @@ fn run_file(path: &Path) -> (usize, Vec<String>) {
             }
             count += 1;
         }
+        *declared.lock().unwrap() = match &record {
+            Record::Query {
+                expected: sqllogictest::QueryExpect::Results { types, .. },
+                ..
+            } => types.clone(),
+            _ => Vec::new(),
+        };
         if let Err(e) = runner.run(record) {
             let msg = e.to_string();
             let first: String = msg
