@@ -108,17 +108,34 @@ impl FaultMount {
             g.faults = Faults::default();
             g.power_cut(mode).map_err(io_err(&self.backing))?
         };
-        // Dropping the session detaches the old mount (lazily: the dead process may still
-        // hold files open; its requests get EIO from the stale generation).
-        drop(self.session.take());
+        self.unmount();
         self.start_session()?;
         Ok(stats)
     }
 }
 
+impl FaultMount {
+    /// Detaches the mount, then ends its session. fuser's own unmount is a plain umount(2),
+    /// which fails with EBUSY while the killed daemon's files are still being closed (its
+    /// io_uring teardown runs after the process is reaped); the mount would stay, and the next
+    /// mount's first request would reach this dead generation and get EIO. A lazy detach
+    /// always succeeds; the old connection ends once its last file is closed.
+    fn unmount(&mut self) {
+        if let Err(e) = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!(
+                "faultfs: lazy unmount of {} failed: {e}",
+                self.mountpoint.display()
+            );
+        }
+        drop(self.session.take());
+    }
+}
+
 impl Drop for FaultMount {
     fn drop(&mut self) {
-        drop(self.session.take());
+        if self.session.is_some() {
+            self.unmount();
+        }
     }
 }
 

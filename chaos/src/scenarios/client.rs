@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{count_writes, ms, verify, Ctx, Scratch, CLIENT_TIMEOUT};
+use super::{count_writes, verify, Ctx, Scratch, CLIENT_TIMEOUT};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::Result;
 use crate::model::{Loss, Outcome};
@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
         DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed),
         &scratch.run(),
     )?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let shared = Shared::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let shards = d.cfg.shards;
@@ -103,7 +103,7 @@ pub fn run(ctx: &Ctx, seed: u64, iterations: u64) -> Result<ScenarioReport> {
     }
     // And after a crash.
     d.kill()?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     d.stop()?;
     count_writes(&shared, &mut rep);

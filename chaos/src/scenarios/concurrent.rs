@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{ms, Ctx, Scratch, CLIENT_TIMEOUT};
+use super::{Ctx, Scratch, CLIENT_TIMEOUT};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::Result;
 use crate::report::ScenarioReport;
@@ -39,7 +39,7 @@ pub fn run(
         DaemonConfig::new(&ctx.mantisd, &scratch.data(), seed),
         &scratch.run(),
     )?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let log: Log = Arc::default();
     let addr = d.resp;
     let handles: Vec<_> = (0..clients)
@@ -67,7 +67,7 @@ pub fn run(
     let before = check(&d, &log, &mut rep);
     d.kill()?;
     rep.faults_injected += 1;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     rep.iterations += 1;
     let after = check(&d, &log, &mut rep);
     if before != after {

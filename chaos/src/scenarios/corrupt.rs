@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     cfg.memtable_bytes = 128 << 10;
     cfg.wal_segment_bytes = 16 << 20;
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let load = Load {
         writers: 3,
         keys_per_writer: 64,
@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
     // the second stays in the WAL after a SIGKILL.
     load_until_acked(&d, &load, 0, &shared, PHASE1_ACKED, &mut rep);
     d.stop()?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     load_until_acked(&d, &load, 1, &shared, PHASE2_ACKED, &mut rep);
     d.kill()?;
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -112,7 +112,7 @@ pub fn run(ctx: &Ctx, seed: u64, flips: u64) -> Result<ScenarioReport> {
         }
         fault.restore()?;
     }
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     d.stop()?;
     rep.note(format!(

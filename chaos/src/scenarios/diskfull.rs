@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{count_writes, ms, verify, Ctx, Scratch, CLIENT_TIMEOUT};
+use super::{count_writes, verify, Ctx, Scratch, CLIENT_TIMEOUT};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::{io_err, ChaosError, Result};
 use crate::model::Loss;
@@ -97,7 +97,7 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     cfg.memtable_bytes = 1 << 20;
     cfg.wal_segment_bytes = 2 << 20;
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let ballast = fs.mount.join("ballast");
     let ballast_bytes = free_bytes(&fs.mount)?.saturating_sub(HEADROOM_BYTES);
     write_ballast(&ballast, ballast_bytes)?;
@@ -155,7 +155,7 @@ pub fn run(ctx: &Ctx, seed: u64) -> Result<ScenarioReport> {
     std::fs::remove_file(&ballast).map_err(io_err(&ballast))?;
     resume_writes(&d, &shared, &mut rep);
     d.kill()?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     rep.iterations += 1;
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     d.stop()?;

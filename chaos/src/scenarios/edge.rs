@@ -7,7 +7,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{count_writes, ms, verify, Ctx, Scratch, CLIENT_TIMEOUT};
+use super::{count_writes, verify, Ctx, Scratch, CLIENT_TIMEOUT};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::Result;
 use crate::model::{Loss, Outcome};
@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, seed: u64, values: u64) -> Result<ScenarioReport> {
     cfg.wal_segment_bytes = 32 << 20;
     cfg.memtable_bytes = 32 << 20;
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let shared = Shared::new();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut c = match Client::connect(d.resp, CLIENT_TIMEOUT) {
@@ -92,7 +92,7 @@ pub fn run(ctx: &Ctx, seed: u64, values: u64) -> Result<ScenarioReport> {
     // TTL of big:0 is unchanged (the verify checks PTTL > 0).
     drop(c);
     d.kill()?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     rep.iterations += 1;
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     d.stop()?;

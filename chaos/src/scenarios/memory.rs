@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{count_writes, ms, verify, Ctx, Scratch};
+use super::{count_writes, verify, Ctx, Scratch};
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::error::{io_err, Result};
 use crate::model::Loss;
@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<Scena
     cfg.block_cache_bytes = 8 << 20;
     cfg.cgroup_procs = Some(cg.0.join("cgroup.procs"));
     let mut d = Daemon::new(cfg, &scratch.run())?;
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     let load = Load {
         writers: 4,
         keys_per_writer: 2000,
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, seed: u64, limit_mib: u64, load_secs: u64) -> Result<Scena
     if !survived {
         rep.fail("mantisd did not stay under its memory limit with its configured budgets");
     }
-    rep.recovery_ms.push(ms(d.start_ready()?));
+    super::start_ready(&mut d, &mut rep)?;
     rep.iterations += 1;
     verify(&d, &shared, Loss::Forbidden, &mut rep);
     d.stop()?;
