@@ -472,3 +472,159 @@ pub struct BoundQuery {
     /// Reads a row of an enclosing query.
     pub correlated: bool,
 }
+
+impl Plan {
+    /// A copy of the plan with `f` applied to every expression of every operator (not into
+    /// subquery plans; `f` decides about those).
+    pub fn map_exprs(&self, f: &dyn Fn(&BExpr) -> BExpr) -> Plan {
+        let b = |p: &Plan| Box::new(p.map_exprs(f));
+        let o = |e: &Option<BExpr>| e.as_ref().map(f);
+        let v = |es: &[BExpr]| es.iter().map(f).collect::<Vec<_>>();
+        match self {
+            Plan::Values { rows, width } => Plan::Values {
+                rows: rows.iter().map(|r| v(r)).collect(),
+                width: *width,
+            },
+            Plan::Scan { table, filter } => Plan::Scan {
+                table: table.clone(),
+                filter: o(filter),
+            },
+            Plan::PkGet { table, key, filter } => Plan::PkGet {
+                table: table.clone(),
+                key: v(key),
+                filter: o(filter),
+            },
+            Plan::IndexScan {
+                table,
+                index,
+                range,
+                filter,
+            } => Plan::IndexScan {
+                table: table.clone(),
+                index: index.clone(),
+                range: KeyRange {
+                    eq: v(&range.eq),
+                    lo: range.lo.as_ref().map(|(e, i)| (f(e), *i)),
+                    hi: range.hi.as_ref().map(|(e, i)| (f(e), *i)),
+                },
+                filter: o(filter),
+            },
+            Plan::GenerateSeries { args } => Plan::GenerateSeries { args: v(args) },
+            Plan::Filter { input, pred } => Plan::Filter {
+                input: b(input),
+                pred: f(pred),
+            },
+            Plan::Project { input, exprs } => Plan::Project {
+                input: b(input),
+                exprs: v(exprs),
+            },
+            Plan::Join {
+                left,
+                right,
+                kind,
+                equi,
+                on,
+            } => Plan::Join {
+                left: b(left),
+                right: b(right),
+                kind: *kind,
+                equi: equi.iter().map(|(l, r)| (f(l), f(r))).collect(),
+                on: o(on),
+            },
+            Plan::Aggregate { input, group, aggs } => Plan::Aggregate {
+                input: b(input),
+                group: v(group),
+                aggs: aggs
+                    .iter()
+                    .map(|a| AggCall {
+                        arg: a.arg.as_ref().map(f),
+                        ..a.clone()
+                    })
+                    .collect(),
+            },
+            Plan::Sort { input, keys } => Plan::Sort {
+                input: b(input),
+                keys: keys
+                    .iter()
+                    .map(|k| SortKey {
+                        expr: f(&k.expr),
+                        ..k.clone()
+                    })
+                    .collect(),
+            },
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => Plan::Limit {
+                input: b(input),
+                limit: o(limit),
+                offset: o(offset),
+            },
+            Plan::Distinct { input } => Plan::Distinct { input: b(input) },
+            Plan::SetOp {
+                kind,
+                all,
+                left,
+                right,
+            } => Plan::SetOp {
+                kind: *kind,
+                all: *all,
+                left: b(left),
+                right: b(right),
+            },
+        }
+    }
+}
+
+/// Rewrites references to the query `depth` levels out (`Outer(depth, i)`) through `map`,
+/// inside `e` and every subquery below it (where the same query is one level further out).
+/// Call with depth 0 on an expression of the query itself. `map` returns None for a column
+/// it cannot provide, which is reported through `failed`.
+pub fn remap_outer(
+    e: &BExpr,
+    depth: usize,
+    map: &dyn Fn(usize) -> Option<usize>,
+    failed: &std::cell::Cell<bool>,
+) -> BExpr {
+    e.transform(&|x| match x {
+        BExpr::Outer(d, i) if *d == depth => match map(*i) {
+            Some(n) => Some(BExpr::Outer(*d, n)),
+            None => {
+                failed.set(true);
+                Some(x.clone())
+            }
+        },
+        BExpr::Subquery(sp) if sp.correlated => {
+            Some(BExpr::Subquery(remap_subplan(sp, depth, map, failed)))
+        }
+        BExpr::Exists(sp, n) if sp.correlated => {
+            Some(BExpr::Exists(remap_subplan(sp, depth, map, failed), *n))
+        }
+        BExpr::InSub(a, sp, n) => {
+            let a = Box::new(remap_outer(a, depth, map, failed));
+            let sp = if sp.correlated {
+                remap_subplan(sp, depth, map, failed)
+            } else {
+                sp.clone()
+            };
+            Some(BExpr::InSub(a, sp, *n))
+        }
+        _ => None,
+    })
+}
+
+fn remap_subplan(
+    sp: &Rc<SubPlan>,
+    depth: usize,
+    map: &dyn Fn(usize) -> Option<usize>,
+    failed: &std::cell::Cell<bool>,
+) -> Rc<SubPlan> {
+    let plan = sp
+        .plan
+        .map_exprs(&|e| remap_outer(e, depth + 1, map, failed));
+    Rc::new(SubPlan {
+        plan,
+        correlated: sp.correlated,
+    })
+}

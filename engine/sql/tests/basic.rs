@@ -484,3 +484,38 @@ fn on_conflict_do_nothing_and_do_update() {
     drop(ses);
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn correlated_subqueries_in_aggregate_queries() {
+    let (engine, sql, _) = setup(2);
+    let mut ses = sql.session();
+    run(
+        &mut ses,
+        "CREATE TABLE a (x INT, y INT); CREATE TABLE b (x INT)",
+    );
+    run(
+        &mut ses,
+        "INSERT INTO a VALUES (1, 1), (1, 2), (2, 3), (3, 4); INSERT INTO b VALUES (1), (1), (3)",
+    );
+    assert_eq!(
+        rows(&mut ses, "SELECT x, count(*), (SELECT count(*) FROM b WHERE b.x = a.x) FROM a GROUP BY x ORDER BY x"),
+        s(&[&["1", "2", "2"], &["2", "1", "0"], &["3", "1", "1"]])
+    );
+    assert_eq!(
+        rows(
+            &mut ses,
+            "SELECT x FROM a GROUP BY x HAVING EXISTS (SELECT 1 FROM b WHERE b.x = a.x) ORDER BY x"
+        ),
+        s(&[&["1"], &["3"]])
+    );
+    assert_eq!(
+        err(
+            &mut ses,
+            "SELECT x, (SELECT count(*) FROM b WHERE b.x = a.y) FROM a GROUP BY x"
+        ),
+        "42803"
+    );
+    assert_eq!(err(&mut ses, "SELECT x, y FROM a GROUP BY x"), "42803");
+    drop(ses);
+    engine.shutdown().unwrap();
+}

@@ -84,11 +84,28 @@ fn rewrite_agg(
                 });
                 Some(x.clone())
             }
-            BExpr::Subquery(s) | BExpr::Exists(s, _) | BExpr::InSub(_, s, _) if s.correlated => {
-                err.borrow_mut().get_or_insert_with(|| {
-                    SqlError::unsupported("correlated subqueries in the select list of an aggregate query")
-                });
-                Some(x.clone())
+            BExpr::Subquery(_) | BExpr::Exists(..) | BExpr::InSub(..) => {
+                // The subquery's references to this query's row must now name grouped
+                // columns of the aggregate's output.
+                let failed = std::cell::Cell::new(false);
+                let map = |i: usize| group.iter().position(|g| *g == BExpr::Col(i));
+                let inner = match x {
+                    BExpr::InSub(a, sp, n) => {
+                        let a = rewrite_agg(a, group, aggs, err);
+                        let probe = BExpr::InSub(Box::new(BExpr::Lit(Value::Null)), sp.clone(), *n);
+                        match crate::plan::remap_outer(&probe, 0, &map, &failed) {
+                            BExpr::InSub(_, sp, n) => BExpr::InSub(Box::new(a), sp, n),
+                            other => other,
+                        }
+                    }
+                    other => crate::plan::remap_outer(other, 0, &map, &failed),
+                };
+                if failed.get() {
+                    err.borrow_mut().get_or_insert_with(|| {
+                        SqlError::new(state::GROUPING_ERROR, "subquery uses ungrouped column from outer query")
+                    });
+                }
+                Some(inner)
             }
             _ => None,
         }
