@@ -23,6 +23,23 @@ pub fn result_type(name: &str, args: &[SqlType]) -> Result<SqlType> {
             Err(undefined(name, n))
         }
     };
+    // Argument counts, checked here so that `call` can index its arguments safely.
+    let arity: Option<std::ops::RangeInclusive<usize>> = match name {
+        "sqrt" | "exp" | "ln" | "log" | "lower" | "upper" | "reverse" | "md5" | "initcap"
+        | "length" | "char_length" | "character_length" | "octet_length" => Some(1..=1),
+        "power" | "pow" | "left" | "right" | "repeat" | "strpos" | "position" | "mod"
+        | "nullif" => Some(2..=2),
+        "substr" | "substring" | "lpad" | "rpad" => Some(2..=3),
+        "trim" | "btrim" | "ltrim" | "rtrim" | "to_char" => Some(1..=2),
+        "replace" => Some(3..=3),
+        "concat_ws" => Some(1..=usize::MAX),
+        "random" | "pi" | "now" | "current_timestamp" | "localtimestamp" | "current_date"
+        | "version" | "current_database" | "current_user" | "current_schema" => Some(0..=0),
+        _ => None,
+    };
+    if let Some(r) = arity {
+        ok(r)?;
+    }
     Ok(match name {
         "abs" | "ceil" | "ceiling" | "floor" | "sign" | "trunc" => {
             ok(1..=2)?;
@@ -444,5 +461,21 @@ mod tests {
             Value::Null
         );
         assert!(call("nosuch", vec![]).is_err());
+        // Wrong argument counts are refused by the binder's type check, never indexed.
+        for (f, n) in [
+            ("replace", 1),
+            ("substr", 1),
+            ("left", 0),
+            ("lpad", 1),
+            ("sqrt", 2),
+            ("pi", 1),
+        ] {
+            let args = vec![SqlType::Text; n];
+            assert_eq!(
+                result_type(f, &args).unwrap_err().sqlstate,
+                "42883",
+                "{f}/{n}"
+            );
+        }
     }
 }
