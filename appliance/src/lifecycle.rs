@@ -179,10 +179,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     notify(&[NotifyState::Status("binding listeners")]);
     let mut resp = ListenerSet::bind_first("resp_addr", config.resp_addr)?;
     let mut http = ListenerSet::bind_first("http_addr", config.http_addr)?;
+    let mut pg = ListenerSet::bind_first("pg_addr", config.pg_addr)?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         resp = %resp.addr,
         http = %http.addr,
+        pg = %pg.addr,
         "starting: recovering shards"
     );
     notify(&[NotifyState::Status("recovering")]);
@@ -200,25 +202,37 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     );
     resp.fill(shards)?;
     http.fill(shards)?;
+    pg.fill(shards)?;
     let mut names = crate::resp::commands::metric_names();
     names.extend(crate::http::metric_names());
     names.push(("resp", "other"));
     names.push(("http", "other"));
+    names.extend(
+        crate::pg::listen::STATEMENT_KINDS
+            .iter()
+            .map(|k| ("pg", *k)),
+    );
     let metrics = Metrics::new(&names)?;
     let (drained_tx, drained_rx) = flume::bounded(1);
     let shared = Arc::new(Shared::new(config, handle.clone(), metrics, drained_tx));
-    let (resp_addr, http_addr) = (resp.addr, http.addr);
-    for (shard, (resp_fd, http_fd)) in resp.into_fds().into_iter().zip(http.into_fds()).enumerate()
-    {
+    let (resp_addr, http_addr, pg_addr) = (resp.addr, http.addr, pg.addr);
+    let fds = resp
+        .into_fds()
+        .into_iter()
+        .zip(http.into_fds())
+        .zip(pg.into_fds());
+    for (shard, ((resp_fd, http_fd), pg_fd)) in fds.enumerate() {
         let shared = Arc::clone(&shared);
         handle.spawn_on(shard, move || async move {
-            crate::listen::start_shard(shared, resp_fd, http_fd);
+            crate::listen::start_shard(Arc::clone(&shared), resp_fd, http_fd);
+            crate::pg::listen::start_shard(shared, pg_fd);
         })?;
     }
     shared.set_ready();
-    let status = format!("serving: resp {resp_addr}, http {http_addr}, {shards} shards");
+    let status =
+        format!("serving: resp {resp_addr}, http {http_addr}, pg {pg_addr}, {shards} shards");
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    tracing::info!(%resp_addr, %http_addr, shards, "ready");
+    tracing::info!(%resp_addr, %http_addr, %pg_addr, shards, "ready");
 
     wait_for_signal(&signals, &handle, watchdog);
     shutdown(engine, &shared, &drained_rx)

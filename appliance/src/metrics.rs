@@ -66,6 +66,8 @@ pub struct Metrics {
     pub connections_accepted: IntCounterVec,
     pub connections_rejected: IntCounterVec,
     pub protocol_errors: IntCounterVec,
+    /// PostgreSQL ErrorResponses sent, by SQLSTATE class (first two characters).
+    pub pg_errors: IntCounterVec,
     uptime_seconds: Gauge,
     ready: IntGauge,
     /// One family per entry of [`SHARD_GAUGES`], labelled by shard.
@@ -184,6 +186,13 @@ impl Metrics {
                 ),
                 proto_label,
             )?,
+            pg_errors: IntCounterVec::new(
+                Opts::new(
+                    "pg_errors_total",
+                    "PostgreSQL error responses by SQLSTATE class",
+                ),
+                &["sqlstate_class"],
+            )?,
             uptime_seconds: Gauge::new("uptime_seconds", "Seconds since the daemon started")?,
             ready: IntGauge::new(
                 "ready",
@@ -211,6 +220,7 @@ impl Metrics {
         r.register(Box::new(metrics.connections_accepted.clone()))?;
         r.register(Box::new(metrics.connections_rejected.clone()))?;
         r.register(Box::new(metrics.protocol_errors.clone()))?;
+        r.register(Box::new(metrics.pg_errors.clone()))?;
         r.register(Box::new(metrics.uptime_seconds.clone()))?;
         r.register(Box::new(metrics.ready.clone()))?;
         for g in &metrics.shard_gauges {

@@ -5,6 +5,7 @@ pub mod encoding;
 pub mod error;
 pub mod health;
 pub mod kv;
+pub mod sql;
 
 use std::convert::Infallible;
 use std::os::fd::AsRawFd;
@@ -30,6 +31,7 @@ pub const ROUTES: &[&str] = &[
     "live",
     "ready",
     "metrics",
+    "sql",
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -116,6 +118,12 @@ async fn route(
     }
     if shared.is_draining() {
         return ("other", Err(ApiError::not_ready("shutting down")));
+    }
+    if path == "/api/v1/sql" {
+        return match *req.method() {
+            Method::POST => ("sql", sql::run(shared, req).await),
+            _ => ("other", Err(ApiError::method_not_allowed("POST"))),
+        };
     }
     if path == KV_PREFIX || path == "/api/v1/kv/" {
         return match *req.method() {

@@ -5,7 +5,8 @@
 //! - [`session`]: the per-connection state machine (startup, simple and extended query);
 //! - [`catalog`]: what psql asks about the server and `pg_catalog` (`\dt`, `\d t`);
 //! - [`backend`]: the trait the state machine needs from a SQL engine;
-//! - [`conn`]: the glommio read/answer loop.
+//! - [`conn`]: the glommio read/answer loop;
+//! - [`mantis`]: the trait implemented by `mantis-sql`, [`listen`]: the accept loop per shard.
 
 pub mod auth;
 pub mod backend;
@@ -13,6 +14,8 @@ pub mod catalog;
 pub mod codec;
 pub mod conn;
 pub mod error;
+pub mod listen;
+pub mod mantis;
 pub mod session;
 
 #[cfg(test)]

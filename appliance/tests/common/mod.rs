@@ -65,6 +65,7 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub resp: SocketAddr,
     pub http: SocketAddr,
+    pub pg: SocketAddr,
     pub data_dir: PathBuf,
     pub password: Option<String>,
     notify: UnixDatagram,
@@ -105,6 +106,7 @@ impl Daemon {
             child: None,
             resp: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            pg: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: data_dir.to_path_buf(),
             password: opts.password.clone(),
             notify,
@@ -129,7 +131,8 @@ impl Daemon {
             let cwd = self.data_dir.parent().unwrap();
             cmd.current_dir(cwd)
                 .env("MANTIS_RESP_ADDR", self.resp.to_string())
-                .env("MANTIS_HTTP_ADDR", self.http.to_string());
+                .env("MANTIS_HTTP_ADDR", self.http.to_string())
+                .env("MANTIS_PG_ADDR", self.pg.to_string());
         } else {
             self.add_flags(&mut cmd);
         }
@@ -155,6 +158,8 @@ impl Daemon {
             .arg(self.resp.to_string())
             .arg("--http-addr")
             .arg(self.http.to_string())
+            .arg("--pg-addr")
+            .arg(self.pg.to_string())
             .arg("--shards")
             .arg(self.shards.to_string())
             .arg("--pin-cpus")
