@@ -86,7 +86,12 @@ impl Session {
         let mut out = Vec::with_capacity(stmts.len());
         for s in &stmts {
             let p = self.prepare_stmt(Some(s.clone()), &[]).await?;
-            out.push(self.execute_prepared(&p, &[]).await?);
+            // Just bound against the current catalog: no second version check.
+            let r = self.run_prepared(&p, &[], true).await;
+            if r.is_err() && self.tx.is_some() {
+                self.failed = true;
+            }
+            out.push(r?);
         }
         Ok(out)
     }
@@ -186,14 +191,19 @@ impl Session {
         p: &Prepared,
         params: &[Value],
     ) -> Result<StatementResult> {
-        let r = self.run_prepared(p, params).await;
+        let r = self.run_prepared(p, params, false).await;
         if r.is_err() && self.tx.is_some() {
             self.failed = true;
         }
         r
     }
 
-    async fn run_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<StatementResult> {
+    async fn run_prepared(
+        &mut self,
+        p: &Prepared,
+        params: &[Value],
+        fresh: bool,
+    ) -> Result<StatementResult> {
         if self.failed
             && self.tx.is_some()
             && !matches!(
@@ -206,12 +216,12 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        if !matches!(p.inner.kind, Kind::Other | Kind::Empty) {
+        if !fresh && !matches!(p.inner.kind, Kind::Other | Kind::Empty) {
             // A plan bound against an older catalog is re-bound (a table may be gone).
             let cat = self.engine.catalog().await?;
             if cat.version != p.inner.version {
-                let fresh = self.bind(p.inner.stmt.clone(), &p.inner.hints).await?;
-                return Box::pin(self.run_prepared(&fresh, params)).await;
+                let rebound = self.bind(p.inner.stmt.clone(), &p.inner.hints).await?;
+                return Box::pin(self.run_prepared(&rebound, params, true)).await;
             }
         }
         if params.len() < p.param_types.len() {
