@@ -431,6 +431,22 @@ async fn shard_main(
     rx: flume::Receiver<Msg>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) {
+    // The heartbeat starts before recovery: a start after SIGKILL sometimes hung for good with
+    // one shard asleep in io_uring_enter in the middle of recovery (mantis-chaos, 19 of ~750
+    // starts; docs/chaos.md) — the same missed wake-up the heartbeat bounds after start.
+    let heartbeat_tq = glommio::executor().create_task_queue(
+        Shares::Static(10),
+        Latency::NotImportant,
+        "heartbeat",
+    );
+    let heartbeat = glommio::spawn_local_into(
+        async {
+            loop {
+                glommio::timer::sleep(REACTOR_HEARTBEAT).await;
+            }
+        },
+        heartbeat_tq,
+    );
     let dir = cfg.data_dir.join(format!("shard-{id}"));
     let storage: Rc<dyn Storage> = match &cfg.sim_storage {
         Some(sim) => sim.handle(),
@@ -459,19 +475,6 @@ async fn shard_main(
         }
     };
     LOCAL_SHARD.with(|s| *s.borrow_mut() = Some(shard.clone()));
-    let heartbeat_tq = glommio::executor().create_task_queue(
-        Shares::Static(10),
-        Latency::NotImportant,
-        "heartbeat",
-    );
-    let heartbeat = glommio::spawn_local_into(
-        async {
-            loop {
-                glommio::timer::sleep(REACTOR_HEARTBEAT).await;
-            }
-        },
-        heartbeat_tq,
-    );
     let _ = ready.send(Ok(()));
     loop {
         match rx.recv_async().await {

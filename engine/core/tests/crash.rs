@@ -51,9 +51,14 @@ fn writer(
     seed: u64,
     log: Arc<Mutex<HashMap<Vec<u8>, KeyLog>>>,
     stop: Arc<AtomicBool>,
+    version_base: u64,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed ^ (w as u64 * 0x9e37));
-    let mut version = 0u64;
+    // Versions must keep growing across rounds: a round that restarted at 1 recorded
+    // "attempted 2" over a key that still held round 0's acknowledged 27, and the check
+    // `acked <= found <= attempted` failed on a correct engine (seed 0x5eed0012, a timing
+    // that let a later round write fewer versions than an earlier one).
+    let mut version = version_base;
     while !stop.load(Ordering::Relaxed) {
         version += 1;
         let k = rng.gen_range(0..KEYS_PER_WRITER);
@@ -111,7 +116,7 @@ fn crash_once(seed: u64) {
         let threads: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let (h, log, stop) = (engine.handle(), log.clone(), stop.clone());
-                std::thread::spawn(move || writer(h, w, seed + round, log, stop))
+                std::thread::spawn(move || writer(h, w, seed + round, log, stop, round << 32))
             })
             .collect();
         // Crash after a random amount of acknowledged work, not after a sleep.
