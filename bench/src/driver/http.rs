@@ -81,17 +81,7 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub async fn connect(addr: SocketAddr) -> Result<HttpConn, DriverError> {
-        let target = format!("http://{addr}");
-        let io = |op| {
-            let target = target.clone();
-            move |e: glommio::GlommioError<()>| DriverError::Io {
-                target,
-                op,
-                source: crate::error::glommio_io_error(e),
-            }
-        };
-        let stream = TcpStream::connect(addr).await.map_err(io("connect"))?;
-        stream.set_nodelay(true).map_err(io("set_nodelay"))?;
+        let (target, stream) = super::connect_nodelay(addr, "http").await?;
         Ok(HttpConn {
             target,
             host: addr.to_string(),

@@ -126,6 +126,28 @@ async fn read_more<S: futures::AsyncRead + Unpin>(
     Ok(())
 }
 
+/// Connects a TCP driver connection with Nagle off (requests are small and latency is the
+/// figure); errors name the target as `scheme://addr`, which the caller keeps for later ones.
+pub(super) async fn connect_nodelay(
+    addr: SocketAddr,
+    scheme: &str,
+) -> Result<(String, glommio::net::TcpStream), DriverError> {
+    let target = format!("{scheme}://{addr}");
+    let io = |op| {
+        let target = target.clone();
+        move |e: glommio::GlommioError<()>| DriverError::Io {
+            target,
+            op,
+            source: crate::error::glommio_io_error(e),
+        }
+    };
+    let stream = glommio::net::TcpStream::connect(addr)
+        .await
+        .map_err(io("connect"))?;
+    stream.set_nodelay(true).map_err(io("set_nodelay"))?;
+    Ok((target, stream))
+}
+
 fn scratch_buffer() -> Box<[u8]> {
     vec![0u8; READ_CHUNK_BYTES].into_boxed_slice()
 }

@@ -98,18 +98,7 @@ pub struct RespConn {
 
 impl RespConn {
     pub async fn connect(addr: SocketAddr) -> Result<RespConn, DriverError> {
-        let target = format!("resp://{addr}");
-        let io = |op| {
-            let target = target.clone();
-            move |e: glommio::GlommioError<()>| DriverError::Io {
-                target,
-                op,
-                source: crate::error::glommio_io_error(e),
-            }
-        };
-        let stream = TcpStream::connect(addr).await.map_err(io("connect"))?;
-        // Requests are small and latency is the figure: no Nagle delay.
-        stream.set_nodelay(true).map_err(io("set_nodelay"))?;
+        let (target, stream) = super::connect_nodelay(addr, "resp").await?;
         Ok(RespConn {
             target,
             stream,
