@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub repair_wal: bool,
     /// Compaction starts when a shard has more than this many segments.
     pub segments_max: usize,
+    /// Background scrubber: pass interval and read rate.
+    pub scrub: crate::scrub::ScrubConfig,
     /// Tests and the simulator: run on this simulated disk instead of O_DIRECT files.
     pub sim_storage: Option<SimStorage>,
 }
@@ -48,6 +50,7 @@ impl Default for EngineConfig {
             wal_segment_bytes: 64 << 20,
             repair_wal: false,
             segments_max: 8,
+            scrub: crate::scrub::ScrubConfig::default(),
             sim_storage: None,
         }
     }

@@ -270,6 +270,16 @@ impl EngineHandle {
         Ok(())
     }
 
+    /// Asks every shard's scrubber for a pass now; progress shows in [`ShardStats::scrub`].
+    pub async fn request_scrub(&self) -> Result<()> {
+        let calls =
+            (0..self.shard_count()).map(|i| self.call(i, |s| async move { s.integrity.request() }));
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Runs a task on shard `shard`'s executor (network listeners, benchmarks).
     pub fn spawn_on<F, Fut>(&self, shard: usize, f: F) -> Result<()>
     where

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod manifest;
 pub mod memtable;
 pub mod record;
+pub mod scrub;
 pub mod shard;
 
 pub use config::{EngineConfig, EXPIRES_AT_MS_MAX};

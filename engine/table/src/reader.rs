@@ -183,6 +183,28 @@ impl Segment {
         Ok(report)
     }
 
+    /// The scrubber's unit of work: rereads block `i` from disk, bypassing the cache, and
+    /// checks its checksum, codec and keys. Returns the stored bytes read.
+    pub async fn verify_block(&self, i: usize) -> Result<u64> {
+        assert!(i < self.index.len(), "block {i} of {}", self.index.len());
+        self.load_block(i).await?;
+        Ok(u64::from(self.index[i].handle.len))
+    }
+
+    /// Rereads footer, index, filter and properties from disk and checks them against what
+    /// was loaded at open. Returns the bytes read.
+    pub async fn verify_meta(&self) -> Result<u64> {
+        let layout = read_layout(self.file.as_ref(), &self.path).await?;
+        if layout.index != self.index {
+            return Err(TableError::corrupt(
+                &self.path,
+                self.meta.index_handle.offset,
+                "index changed on disk since the segment was opened",
+            ));
+        }
+        Ok(self.meta.file_size_bytes - self.meta.index_handle.offset)
+    }
+
     /// Block `i`, from the cache or from disk (verified), cached when `fill_cache`.
     pub(crate) async fn read_block(&self, i: usize, fill_cache: bool) -> Result<Rc<Block>> {
         let key = BlockKey {

@@ -22,8 +22,8 @@ use crate::error::{EngineError, Result};
 /// Start a new manifest generation past this size.
 pub const MANIFEST_FILE_BYTES_MAX: u64 = 4 << 20;
 /// A state larger than this is a bug (millions of segments), not something to allocate for.
-const MANIFEST_RECORD_BYTES_MAX: usize = 16 << 20;
-const HEADER_BYTES: usize = 32;
+pub(crate) const MANIFEST_RECORD_BYTES_MAX: usize = 16 << 20;
+pub(crate) const HEADER_BYTES: usize = 32;
 
 /// A live segment file, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl ManifestState {
         out
     }
 
-    fn decode(buf: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(buf: &[u8]) -> Option<Self> {
         let u64_at = |at: usize| -> Option<u64> {
             let b = buf.get(at..at + 8)?;
             let mut a = [0u8; 8];
@@ -111,13 +111,13 @@ fn encode_record(seq: u64, state: &ManifestState) -> Vec<u8> {
 }
 
 /// A parsed record header, or why there is none at this offset.
-struct Header {
-    payload_len: usize,
-    payload_crc: u32,
-    seq: u64,
+pub(crate) struct Header {
+    pub payload_len: usize,
+    pub payload_crc: u32,
+    pub seq: u64,
 }
 
-fn parse_header(b: &[u8]) -> Option<Header> {
+pub(crate) fn parse_header(b: &[u8]) -> Option<Header> {
     let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     if b.len() < HEADER_BYTES || u32_at(0) != MANIFEST_RECORD_MAGIC {
         return None;

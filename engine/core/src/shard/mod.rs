@@ -95,6 +95,10 @@ pub struct ShardStats {
     pub flushed_lsn: u64,
     pub read_only: bool,
     pub disk_full: bool,
+    /// Integrity: scrubber progress, corruption events (any → health degraded).
+    pub scrub: crate::scrub::ScrubStats,
+    pub corruption_events: u64,
+    pub last_corruption: Option<crate::scrub::CorruptionEvent>,
 }
 
 pub(crate) struct Shard {
@@ -126,6 +130,7 @@ pub(crate) struct Shard {
     /// otherwise pick overlapping runs.
     pub compaction_lock: glommio::sync::Semaphore,
     pub closing: Cell<bool>,
+    pub integrity: crate::scrub::scrubber::ShardIntegrity,
 }
 
 impl Shard {
@@ -229,9 +234,11 @@ impl Shard {
             manifest_lock: glommio::sync::Semaphore::new(1),
             compaction_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
+            integrity: Default::default(),
         });
         shard.maybe_freeze();
         maintenance::start(&shard)?;
+        crate::scrub::scrubber::start(&shard)?;
         Ok(shard)
     }
 
@@ -278,6 +285,9 @@ impl Shard {
             flushed_lsn: st.manifest.flushed_lsn,
             read_only: self.read_only.borrow().is_some(),
             disk_full: self.disk_full.get(),
+            scrub: self.integrity.stats.borrow().clone(),
+            corruption_events: self.integrity.corruption_events.get(),
+            last_corruption: self.integrity.last_event.borrow().clone(),
         }
     }
 

@@ -201,6 +201,10 @@ impl Shard {
                 Ok(Some(e)) => return Ok(Some(e.kind)),
                 Ok(None) => {}
                 Err(e) => {
+                    if e.is_corruption() {
+                        let event = crate::scrub::CorruptionEvent::from_table(self.id, &e);
+                        self.integrity.record(event);
+                    }
                     let err = EngineError::table(self.id, e);
                     if err.is_corruption() {
                         self.counters
