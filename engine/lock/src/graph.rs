@@ -1,0 +1,465 @@
+//! The wait-for graph: per-shard edges merged into one graph, cycle search by DFS, BFS (Kahn
+//! peeling) or Tarjan SCC, and victim selection. A plain struct with no I/O: the appliance
+//! gathers each shard's `ShardWaitGraph` by message, merges them here and sends the victims
+//! back to every shard.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CostWeights, DetectAlgorithm, VictimStrategy};
+use crate::hash::FxHashMap;
+use crate::resource::{ResourceId, TxnId};
+
+/// `waiter` waits for a lock on `resource` (on `shard`) that `holder` holds or is queued ahead for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitEdge {
+    pub waiter: TxnId,
+    pub holder: TxnId,
+    pub shard: u32,
+    pub resource: ResourceId,
+}
+
+/// What victim selection knows about a transaction (summed over shards when merged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnCost {
+    pub txn: TxnId,
+    /// Start order: higher is younger. Global (the same on every shard).
+    pub start_seq: u64,
+    pub locks_held: u64,
+    pub work: u64,
+}
+
+/// One shard's contribution to the global graph.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardWaitGraph {
+    pub shard: u32,
+    pub edges: Vec<WaitEdge>,
+    pub txns: Vec<TxnCost>,
+}
+
+/// A transaction chosen to break a deadlock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Victim {
+    pub txn: TxnId,
+    /// Transactions in the cycle (or strongly connected component) it was chosen from.
+    pub cycle_len: usize,
+    pub strategy: VictimStrategy,
+}
+
+/// The outcome of one detection pass.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub victims: Vec<Victim>,
+    pub cycles_found: usize,
+    pub algorithm: Option<DetectAlgorithm>,
+    pub nodes: usize,
+    pub edges: usize,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// The merged wait-for graph, nodes numbered densely.
+#[derive(Default, Debug, Clone)]
+pub struct WaitForGraph {
+    index: FxHashMap<TxnId, u32>,
+    nodes: Vec<TxnCost>,
+    edges: Vec<(u32, u32)>,
+}
+
+/// Adjacency in compressed form (offsets + targets), built once per search.
+struct Csr {
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Csr {
+    fn build(node_count: usize, edges: &[(u32, u32)], reverse: bool) -> Csr {
+        let mut offsets = vec![0u32; node_count + 1];
+        for &(a, b) in edges {
+            let from = if reverse { b } else { a };
+            offsets[from as usize + 1] += 1;
+        }
+        for i in 0..node_count {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut targets = vec![0u32; edges.len()];
+        for &(a, b) in edges {
+            let (from, to) = if reverse { (b, a) } else { (a, b) };
+            targets[fill[from as usize] as usize] = to;
+            fill[from as usize] += 1;
+        }
+        Csr { offsets, targets }
+    }
+
+    fn successors(&self, node: u32) -> &[u32] {
+        &self.targets
+            [self.offsets[node as usize] as usize..self.offsets[node as usize + 1] as usize]
+    }
+}
+
+impl WaitForGraph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    fn node(&mut self, txn: TxnId) -> u32 {
+        if let Some(&n) = self.index.get(&txn) {
+            return n;
+        }
+        let n = self.nodes.len() as u32;
+        self.nodes.push(TxnCost {
+            txn,
+            start_seq: txn.0,
+            locks_held: 0,
+            work: 0,
+        });
+        self.index.insert(txn, n);
+        n
+    }
+
+    /// Adds what one shard knows; locks and work add up across shards.
+    pub fn add_shard(&mut self, part: &ShardWaitGraph) {
+        for cost in &part.txns {
+            self.add_txn(*cost);
+        }
+        for edge in &part.edges {
+            self.add_edge(edge.waiter, edge.holder);
+        }
+    }
+
+    pub fn add_txn(&mut self, cost: TxnCost) {
+        let known = self.index.contains_key(&cost.txn);
+        let n = self.node(cost.txn) as usize;
+        let node = &mut self.nodes[n];
+        if known {
+            node.start_seq = node.start_seq.min(cost.start_seq);
+        } else {
+            node.start_seq = cost.start_seq;
+        }
+        node.locks_held += cost.locks_held;
+        node.work += cost.work;
+    }
+
+    pub fn add_edge(&mut self, waiter: TxnId, holder: TxnId) {
+        if waiter == holder {
+            return; // a transaction never waits for itself (upgrades exclude the own lock)
+        }
+        let a = self.node(waiter);
+        let b = self.node(holder);
+        self.edges.push((a, b));
+    }
+
+    /// The algorithm `Adaptive` picks for this graph.
+    pub fn choose_algorithm(
+        &self,
+        algorithm: DetectAlgorithm,
+        small_edges_max: usize,
+    ) -> DetectAlgorithm {
+        match algorithm {
+            DetectAlgorithm::Adaptive if self.edges.len() <= small_edges_max => {
+                DetectAlgorithm::Dfs
+            }
+            DetectAlgorithm::Adaptive => DetectAlgorithm::Tarjan,
+            other => other,
+        }
+    }
+
+    /// Deadlocked sets: cycles (DFS, BFS) or non-trivial SCCs (Tarjan). Every deadlocked
+    /// region yields at least one; removing one member of each and searching again converges.
+    pub fn find_cycles(&self, algorithm: DetectAlgorithm) -> Vec<Vec<TxnId>> {
+        let alive = vec![true; self.nodes.len()];
+        let csr = Csr::build(self.nodes.len(), &self.edges, false);
+        let algorithm = self.choose_algorithm(algorithm, usize::MAX);
+        self.cycles_alive(algorithm, &csr, &alive)
+            .into_iter()
+            .map(|c| c.into_iter().map(|n| self.nodes[n as usize].txn).collect())
+            .collect()
+    }
+
+    fn cycles_alive(&self, algorithm: DetectAlgorithm, csr: &Csr, alive: &[bool]) -> Vec<Vec<u32>> {
+        match algorithm {
+            DetectAlgorithm::Dfs | DetectAlgorithm::Adaptive => dfs_cycles(csr, alive),
+            DetectAlgorithm::Bfs => {
+                let reverse = Csr::build(self.nodes.len(), &self.edges, true);
+                bfs_cycles(csr, &reverse, alive)
+            }
+            DetectAlgorithm::Tarjan => tarjan_sccs(csr, alive),
+        }
+    }
+
+    /// Finds every deadlock and picks victims until the remaining graph is acyclic.
+    pub fn resolve(
+        &self,
+        algorithm: DetectAlgorithm,
+        small_edges_max: usize,
+        strategy: VictimStrategy,
+        weights: &CostWeights,
+    ) -> Resolution {
+        let algorithm = self.choose_algorithm(algorithm, small_edges_max);
+        let mut resolution = Resolution {
+            algorithm: Some(algorithm),
+            nodes: self.nodes.len(),
+            edges: self.edges.len(),
+            ..Resolution::default()
+        };
+        if self.edges.is_empty() {
+            return resolution;
+        }
+        let csr = Csr::build(self.nodes.len(), &self.edges, false);
+        let mut alive = vec![true; self.nodes.len()];
+        loop {
+            let cycles = self.cycles_alive(algorithm, &csr, &alive);
+            if cycles.is_empty() {
+                return resolution;
+            }
+            resolution.cycles_found += cycles.len();
+            let victims_before = resolution.victims.len();
+            for cycle in cycles {
+                // An earlier victim of this round may already have broken this cycle.
+                if cycle.iter().any(|&n| !alive[n as usize]) {
+                    continue;
+                }
+                let victim = self.pick(&cycle, strategy, weights);
+                alive[victim as usize] = false;
+                resolution.victims.push(Victim {
+                    txn: self.nodes[victim as usize].txn,
+                    cycle_len: cycle.len(),
+                    strategy,
+                });
+            }
+            assert!(
+                resolution.victims.len() > victims_before,
+                "a detection round removed no victim"
+            );
+        }
+    }
+
+    fn pick(&self, cycle: &[u32], strategy: VictimStrategy, weights: &CostWeights) -> u32 {
+        assert!(!cycle.is_empty());
+        let youngest_seq = cycle
+            .iter()
+            .map(|&n| self.nodes[n as usize].start_seq)
+            .max()
+            .unwrap_or(0);
+        // Ties go to the youngest so every strategy is deterministic.
+        let key = |n: u32| -> (f64, u64, u64) {
+            let c = &self.nodes[n as usize];
+            let primary = match strategy {
+                VictimStrategy::Youngest => 0.0,
+                VictimStrategy::FewestLocks => c.locks_held as f64,
+                VictimStrategy::LeastWork => c.work as f64,
+                VictimStrategy::CostBased => {
+                    let age = (youngest_seq - c.start_seq) as f64;
+                    c.locks_held as f64 * weights.locks
+                        + c.work as f64 * weights.work
+                        + age * weights.age
+                }
+            };
+            (primary, u64::MAX - c.start_seq, u64::MAX - c.txn.0)
+        };
+        let mut best = cycle[0];
+        let mut best_key = key(best);
+        for &n in &cycle[1..] {
+            let k = key(n);
+            if k.partial_cmp(&best_key) == Some(std::cmp::Ordering::Less) {
+                best = n;
+                best_key = k;
+            }
+        }
+        best
+    }
+}
+
+/// Iterative DFS; every back edge closes a cycle, read off the current path.
+fn dfs_cycles(csr: &Csr, alive: &[bool]) -> Vec<Vec<u32>> {
+    const WHITE: u8 = 0;
+    const GRAY: u8 = 1;
+    const BLACK: u8 = 2;
+    let n = alive.len();
+    let mut color = vec![WHITE; n];
+    let mut path_pos = vec![NONE; n];
+    let mut path: Vec<u32> = Vec::new();
+    let mut stack: Vec<(u32, u32)> = Vec::new(); // (node, next successor index)
+    let mut cycles = Vec::new();
+    for root in 0..n as u32 {
+        if !alive[root as usize] || color[root as usize] != WHITE {
+            continue;
+        }
+        color[root as usize] = GRAY;
+        path_pos[root as usize] = 0;
+        path.push(root);
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            let succ = csr.successors(node);
+            if (next as usize) < succ.len() {
+                top.1 += 1;
+                let to = succ[next as usize];
+                if !alive[to as usize] {
+                    continue;
+                }
+                match color[to as usize] {
+                    WHITE => {
+                        color[to as usize] = GRAY;
+                        path_pos[to as usize] = path.len() as u32;
+                        path.push(to);
+                        stack.push((to, 0));
+                    }
+                    GRAY => cycles.push(path[path_pos[to as usize] as usize..].to_vec()),
+                    _ => {}
+                }
+            } else {
+                color[node as usize] = BLACK;
+                path_pos[node as usize] = NONE;
+                path.pop();
+                stack.pop();
+            }
+        }
+    }
+    cycles
+}
+
+/// Kahn-style peeling from both ends: a node nobody waits for, or that waits for nobody, is on
+/// no cycle. What survives has a live successor everywhere, so a walk from any survivor must
+/// close a cycle.
+fn bfs_cycles(csr: &Csr, reverse: &Csr, alive: &[bool]) -> Vec<Vec<u32>> {
+    let n = alive.len();
+    let mut indeg = vec![0u32; n];
+    let mut outdeg = vec![0u32; n];
+    let mut left: Vec<bool> = alive.to_vec();
+    for a in 0..n as u32 {
+        if !left[a as usize] {
+            continue;
+        }
+        for &b in csr.successors(a) {
+            if left[b as usize] {
+                outdeg[a as usize] += 1;
+                indeg[b as usize] += 1;
+            }
+        }
+    }
+    let mut queue: std::collections::VecDeque<u32> = (0..n as u32)
+        .filter(|&v| left[v as usize] && (indeg[v as usize] == 0 || outdeg[v as usize] == 0))
+        .collect();
+    while let Some(v) = queue.pop_front() {
+        if !left[v as usize] {
+            continue;
+        }
+        left[v as usize] = false;
+        for &b in csr.successors(v) {
+            if left[b as usize] {
+                indeg[b as usize] -= 1;
+                if indeg[b as usize] == 0 {
+                    queue.push_back(b);
+                }
+            }
+        }
+        for &a in reverse.successors(v) {
+            if left[a as usize] {
+                outdeg[a as usize] -= 1;
+                if outdeg[a as usize] == 0 {
+                    queue.push_back(a);
+                }
+            }
+        }
+    }
+    let mut walk_id = vec![NONE; n];
+    let mut cycles = Vec::new();
+    let mut trail: Vec<u32> = Vec::new();
+    for start in 0..n as u32 {
+        if !left[start as usize] || walk_id[start as usize] != NONE {
+            continue;
+        }
+        trail.clear();
+        let mut v = start;
+        loop {
+            if walk_id[v as usize] == start {
+                let from = trail.iter().position(|&x| x == v).unwrap_or(0);
+                cycles.push(trail[from..].to_vec());
+                break;
+            }
+            if walk_id[v as usize] != NONE {
+                break; // joined an earlier walk: its cycle is already reported
+            }
+            walk_id[v as usize] = start;
+            trail.push(v);
+            match csr.successors(v).iter().find(|&&b| left[b as usize]) {
+                Some(&b) => v = b,
+                None => break,
+            }
+        }
+    }
+    cycles
+}
+
+/// Tarjan's SCC, iterative (deep wait chains must not overflow the stack of a shard thread).
+fn tarjan_sccs(csr: &Csr, alive: &[bool]) -> Vec<Vec<u32>> {
+    let n = alive.len();
+    let mut index = vec![NONE; n];
+    let mut low = vec![0u32; n];
+    let mut on_stack = vec![false; n];
+    let mut scc_stack: Vec<u32> = Vec::new();
+    let mut call: Vec<(u32, u32)> = Vec::new();
+    let mut counter = 0u32;
+    let mut sccs = Vec::new();
+    for root in 0..n as u32 {
+        if !alive[root as usize] || index[root as usize] != NONE {
+            continue;
+        }
+        index[root as usize] = counter;
+        low[root as usize] = counter;
+        counter += 1;
+        scc_stack.push(root);
+        on_stack[root as usize] = true;
+        call.push((root, 0));
+        while let Some(top) = call.last_mut() {
+            let (v, next) = *top;
+            let succ = csr.successors(v);
+            if (next as usize) < succ.len() {
+                top.1 += 1;
+                let w = succ[next as usize];
+                if !alive[w as usize] {
+                    continue;
+                }
+                if index[w as usize] == NONE {
+                    index[w as usize] = counter;
+                    low[w as usize] = counter;
+                    counter += 1;
+                    scc_stack.push(w);
+                    on_stack[w as usize] = true;
+                    call.push((w, 0));
+                } else if on_stack[w as usize] {
+                    low[v as usize] = low[v as usize].min(index[w as usize]);
+                }
+            } else {
+                call.pop();
+                if let Some(&(parent, _)) = call.last() {
+                    low[parent as usize] = low[parent as usize].min(low[v as usize]);
+                }
+                if low[v as usize] == index[v as usize] {
+                    let mut scc = Vec::new();
+                    while let Some(w) = scc_stack.pop() {
+                        on_stack[w as usize] = false;
+                        scc.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    // Self-loops are never added, so only components of two or more deadlock.
+                    if scc.len() > 1 {
+                        sccs.push(scc);
+                    }
+                }
+            }
+        }
+    }
+    sccs
+}

@@ -1,0 +1,512 @@
+//! The public face of a shard's lock manager: acquire (hierarchical or single), release at
+//! transaction end, timeouts, deadlock detection, stats.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LockConfig;
+use crate::error::LockError;
+use crate::graph::{ShardWaitGraph, TxnCost, Victim, WaitEdge, WaitForGraph};
+use crate::mode::LockMode;
+use crate::profile::{HistogramSummary, Hotspot, LockEvent, LockEventKind};
+use crate::resource::{ResourceId, TxnId};
+use crate::state::{Outcome, State, Step};
+
+/// A shard's lock manager. Cheap to clone (one `Rc`); not `Send`: it lives on its shard.
+#[derive(Clone)]
+pub struct LockManager {
+    inner: Rc<RefCell<State>>,
+}
+
+/// The result of a non-blocking acquire.
+pub enum Acquire {
+    Granted,
+    /// Queued; await the future (dropping it withdraws the request).
+    Wait(LockWait),
+}
+
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TickReport {
+    pub victims: Vec<Victim>,
+    pub timeouts: usize,
+}
+
+/// The shard's lock statistics (JSON for `GET /api/v1/locks`, figures for `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockStats {
+    pub shard: u32,
+    pub acquires_total: u64,
+    pub fast_path_total: u64,
+    pub reentrant_total: u64,
+    pub waits_total: u64,
+    pub upgrades_total: u64,
+    pub releases_total: u64,
+    pub timeouts_total: u64,
+    pub deadlock_victims_total: u64,
+    pub cancelled_total: u64,
+    pub detections_total: u64,
+    pub detect_last_us: u64,
+    pub granted_now: u64,
+    pub waiting_now: u64,
+    pub resources_now: u64,
+    pub txns_now: u64,
+    pub queue_depth_max: u64,
+    pub request_records_allocated: u64,
+    pub timeout_current_us: u64,
+    pub uptime_us: u64,
+    pub wait_us: HistogramSummary,
+    pub hold_us: HistogramSummary,
+    pub profiled_resources: u64,
+    pub hotspots: Vec<Hotspot>,
+}
+
+/// One resource as seen now plus its history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceView {
+    pub resource: Option<ResourceId>,
+    pub granted: Vec<(TxnId, LockMode)>,
+    /// Queue order; the flag says whether the entry is an upgrade of a granted lock.
+    pub waiting: Vec<(TxnId, LockMode, bool)>,
+    pub figures: Option<Hotspot>,
+    pub events: Vec<LockEvent>,
+}
+
+impl LockManager {
+    pub fn new(config: LockConfig) -> Self {
+        LockManager {
+            inner: Rc::new(RefCell::new(State::new(config))),
+        }
+    }
+
+    pub fn config(&self) -> LockConfig {
+        self.inner.borrow().config.clone()
+    }
+
+    /// Runs `f` on the state, then wakes the futures it granted or failed (outside the borrow).
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let (result, mut wakers) = {
+            let mut st = self.inner.borrow_mut();
+            let result = f(&mut st);
+            if st.wake_buf.is_empty() {
+                return result;
+            }
+            let wakers = std::mem::take(&mut st.wake_buf);
+            (result, wakers)
+        };
+        for w in wakers.drain(..) {
+            w.wake();
+        }
+        let mut st = self.inner.borrow_mut();
+        if st.wake_buf.is_empty() {
+            st.wake_buf = wakers; // keep the buffer's capacity
+        }
+        result
+    }
+
+    /// Registers `txn` with its global start order (higher = younger). Optional: a
+    /// transaction first seen by an acquire gets `start_seq = txn.0`.
+    pub fn begin(&self, txn: TxnId, start_seq: u64) -> Result<(), LockError> {
+        self.with(|st| st.register_txn(txn, start_seq).map(|_| ()))
+    }
+
+    /// Counts work done by `txn` (rows touched), used by the least-work and cost victims.
+    pub fn add_work(&self, txn: TxnId, units: u64) {
+        self.with(|st| {
+            if let Some(&t) = st.by_txn.get(&txn) {
+                st.txns[t].work += units;
+            }
+        })
+    }
+
+    /// Acquires `mode` on `resource` alone (no intention locks on its ancestors).
+    pub fn try_lock(
+        &self,
+        txn: TxnId,
+        resource: ResourceId,
+        mode: LockMode,
+    ) -> Result<Acquire, LockError> {
+        let step = self.with(|st| st.acquire(txn, resource, mode))?;
+        Ok(match step {
+            Step::Granted => Acquire::Granted,
+            Step::Queued(r) => {
+                let generation = self.inner.borrow().requests.generation(r);
+                Acquire::Wait(LockWait {
+                    mgr: self.clone(),
+                    req: r,
+                    generation,
+                    finished: false,
+                })
+            }
+        })
+    }
+
+    /// Acquires `mode` on `resource` alone, waiting if needed.
+    pub async fn lock(
+        &self,
+        txn: TxnId,
+        resource: ResourceId,
+        mode: LockMode,
+    ) -> Result<(), LockError> {
+        match self.try_lock(txn, resource, mode)? {
+            Acquire::Granted => Ok(()),
+            Acquire::Wait(w) => w.await,
+        }
+    }
+
+    /// Acquires the intention mode on every ancestor (root first), then `mode` on `resource`.
+    pub async fn lock_hierarchical(
+        &self,
+        txn: TxnId,
+        resource: ResourceId,
+        mode: LockMode,
+    ) -> Result<(), LockError> {
+        for ancestor in resource.ancestors().into_iter().flatten() {
+            self.lock(txn, ancestor, mode.intention()).await?;
+        }
+        self.lock(txn, resource, mode).await
+    }
+
+    /// Releases every lock of `txn` and forgets it (COMMIT / ROLLBACK). Returns locks released.
+    pub fn end_txn(&self, txn: TxnId) -> usize {
+        self.with(|st| {
+            let Some(&t) = st.by_txn.get(&txn) else {
+                return 0;
+            };
+            let reason = LockError::Cancelled {
+                shard: st.config.shard,
+                txn,
+                resource: ResourceId::Database(0),
+            };
+            st.release_txn(t, &reason, true)
+        })
+    }
+
+    /// Releases one lock before the transaction ends. Breaks strict 2PL: only for callers
+    /// that do not need serializability on that resource (RESP WATCH bookkeeping).
+    pub fn release(&self, txn: TxnId, resource: ResourceId) -> bool {
+        self.with(|st| {
+            let Some(&t) = st.by_txn.get(&txn) else {
+                return false;
+            };
+            let reason = LockError::Cancelled {
+                shard: st.config.shard,
+                txn,
+                resource,
+            };
+            st.release_one(t, resource, &reason)
+        })
+    }
+
+    /// Makes `victim` fail: its queued wait returns the deadlock error (SQLSTATE 40P01), its
+    /// locks are released now, and its later acquires fail until `end_txn`.
+    pub fn abort_victim(&self, victim: &Victim) -> bool {
+        self.with(|st| {
+            let Some(&t) = st.by_txn.get(&victim.txn) else {
+                return false;
+            };
+            let resource = st.txns[t]
+                .waiting
+                .map(|r| st.heads[st.requests[r].head].resource);
+            let err = LockError::Deadlock {
+                shard: st.config.shard,
+                txn: victim.txn,
+                resource,
+                strategy: victim.strategy,
+                cycle_len: victim.cycle_len,
+            };
+            st.counters.deadlock_victims += 1;
+            st.txns[t].aborted = Some(err.clone());
+            st.release_txn(t, &err, false);
+            true
+        })
+    }
+
+    /// This shard's wait-for edges and the costs of the transactions in them.
+    pub fn wait_graph(&self) -> ShardWaitGraph {
+        let st = self.inner.borrow();
+        let mut graph = ShardWaitGraph {
+            shard: st.config.shard,
+            ..ShardWaitGraph::default()
+        };
+        let mut involved: Vec<u32> = Vec::new();
+        for (_, head) in st.heads.iter_live() {
+            for (i, &w) in head.waiting.iter().enumerate() {
+                let wr = &st.requests[w];
+                let wanted = wr.upgrade_to.unwrap_or(wr.mode);
+                let blockers = head
+                    .granted
+                    .iter()
+                    .copied()
+                    .filter(|&g| g != w && !wanted.compatible(st.requests[g].mode))
+                    .chain(head.waiting.iter().take(i).copied().filter(|&q| {
+                        let qr = &st.requests[q];
+                        !wanted.compatible(qr.upgrade_to.unwrap_or(qr.mode))
+                    }));
+                for b in blockers {
+                    let (waiter, holder) = (st.requests[w].txn, st.requests[b].txn);
+                    if waiter == holder {
+                        continue;
+                    }
+                    involved.push(waiter);
+                    involved.push(holder);
+                    graph.edges.push(WaitEdge {
+                        waiter: st.txns[waiter].id.unwrap_or(TxnId(0)),
+                        holder: st.txns[holder].id.unwrap_or(TxnId(0)),
+                        shard: st.config.shard,
+                        resource: head.resource,
+                    });
+                }
+            }
+        }
+        involved.sort_unstable();
+        involved.dedup();
+        graph.txns = involved
+            .into_iter()
+            .filter_map(|t| {
+                let rec = &st.txns[t];
+                rec.id.map(|txn| TxnCost {
+                    txn,
+                    start_seq: rec.start_seq,
+                    locks_held: rec.held.len() as u64,
+                    work: rec.work,
+                })
+            })
+            .collect();
+        graph
+    }
+
+    /// Shard-local detection: builds the graph, picks victims by the configured strategy and
+    /// aborts them. Cross-shard cycles need `WaitForGraph` over every shard's `wait_graph`.
+    pub fn detect_deadlocks(&self) -> Vec<Victim> {
+        let started = Instant::now();
+        let part = self.wait_graph();
+        if part.edges.is_empty() {
+            return Vec::new();
+        }
+        let config = self.config();
+        let mut graph = WaitForGraph::new();
+        graph.add_shard(&part);
+        let resolution = graph.resolve(
+            config.algorithm,
+            config.adaptive_small_edges_max,
+            config.victim,
+            &config.cost_weights,
+        );
+        for victim in &resolution.victims {
+            self.abort_victim(victim);
+        }
+        let mut st = self.inner.borrow_mut();
+        st.counters.detections += 1;
+        st.counters.detect_last_us = started.elapsed().as_micros() as u64;
+        resolution.victims
+    }
+
+    /// Fails waits older than the adaptive timeout.
+    pub fn expire_timeouts(&self, now: Instant) -> usize {
+        self.with(|st| st.expire(now))
+    }
+
+    /// One maintenance pass (the shard runs it every `detect_interval_ms`): deadlocks first,
+    /// so a deadlocked wait reports 40P01 rather than a timeout.
+    pub fn tick(&self, now: Instant) -> TickReport {
+        if self.inner.borrow().counters.waiting_now == 0 {
+            return TickReport::default();
+        }
+        let victims = self.detect_deadlocks();
+        let timeouts = self.expire_timeouts(now);
+        TickReport { victims, timeouts }
+    }
+
+    /// The longest current wait: a shard runs detection early when it passes half the timeout.
+    pub fn oldest_wait_us(&self, now: Instant) -> u64 {
+        let st = self.inner.borrow();
+        st.txns
+            .iter_live()
+            .filter_map(|(_, t)| t.waiting)
+            .filter_map(|r| st.requests[r].enqueued_at)
+            .map(|at| now.saturating_duration_since(at).as_micros() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn timeout_us(&self) -> u64 {
+        self.inner.borrow().timeout.current_us
+    }
+
+    /// The mode `txn` holds on `resource`, if any.
+    pub fn held_mode(&self, txn: TxnId, resource: ResourceId) -> Option<LockMode> {
+        let st = self.inner.borrow();
+        let t = *st.by_txn.get(&txn)?;
+        let h = *st.by_resource.get(&resource)?;
+        let r = *st.held_index.get(&(t, h))?;
+        Some(st.requests[r].mode)
+    }
+
+    pub fn is_waiting(&self, txn: TxnId) -> bool {
+        let st = self.inner.borrow();
+        st.by_txn
+            .get(&txn)
+            .is_some_and(|&t| st.txns[t].waiting.is_some())
+    }
+
+    pub fn locks_held(&self, txn: TxnId) -> usize {
+        let st = self.inner.borrow();
+        st.by_txn.get(&txn).map_or(0, |&t| st.txns[t].held.len())
+    }
+
+    pub fn stats(&self) -> LockStats {
+        let st = self.inner.borrow();
+        let c = st.counters;
+        LockStats {
+            shard: st.config.shard,
+            acquires_total: c.acquires,
+            fast_path_total: c.fast_path,
+            reentrant_total: c.reentrant,
+            waits_total: c.waits,
+            upgrades_total: c.upgrades,
+            releases_total: c.releases,
+            timeouts_total: c.timeouts,
+            deadlock_victims_total: c.deadlock_victims,
+            cancelled_total: c.cancelled,
+            detections_total: c.detections,
+            detect_last_us: c.detect_last_us,
+            granted_now: st.held_index.len() as u64,
+            waiting_now: c.waiting_now,
+            resources_now: st.by_resource.len() as u64,
+            txns_now: st.by_txn.len() as u64,
+            queue_depth_max: c.queue_depth_max,
+            request_records_allocated: st.requests.allocated() as u64,
+            timeout_current_us: st.timeout.current_us,
+            uptime_us: st.since_epoch_us(Instant::now()),
+            wait_us: HistogramSummary::of(&st.profiler.wait_us),
+            hold_us: HistogramSummary::of(&st.profiler.hold_us),
+            profiled_resources: st.profiler.profiled_resources() as u64,
+            hotspots: st.profiler.hotspots(st.config.hotspots_max),
+        }
+    }
+
+    /// Holders, queue and history of one resource.
+    pub fn resource_view(&self, resource: ResourceId) -> ResourceView {
+        let st = self.inner.borrow();
+        let mut view = ResourceView {
+            resource: Some(resource),
+            ..ResourceView::default()
+        };
+        if let Some(&h) = st.by_resource.get(&resource) {
+            let head = &st.heads[h];
+            let id = |r: u32| st.txns[st.requests[r].txn].id.unwrap_or(TxnId(0));
+            view.granted = head
+                .granted
+                .iter()
+                .map(|&r| (id(r), st.requests[r].mode))
+                .collect();
+            view.waiting = head
+                .waiting
+                .iter()
+                .map(|&r| {
+                    let rq = &st.requests[r];
+                    (
+                        id(r),
+                        rq.upgrade_to.unwrap_or(rq.mode),
+                        rq.upgrade_to.is_some(),
+                    )
+                })
+                .collect();
+        }
+        if let Some((figures, events)) = st.profiler.resource(resource) {
+            view.figures = Some(figures);
+            view.events = events;
+        }
+        view
+    }
+
+    /// Records in use, for leak checks in tests: (requests, resources, txns).
+    pub fn records_in_use(&self) -> (usize, usize, usize) {
+        let st = self.inner.borrow();
+        (st.requests.live(), st.heads.live(), st.txns.live())
+    }
+}
+
+/// A queued lock request; resolves when granted, or fails on timeout / deadlock / cancel.
+pub struct LockWait {
+    mgr: LockManager,
+    req: u32,
+    generation: u32,
+    finished: bool,
+}
+
+impl Future for LockWait {
+    type Output = Result<(), LockError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(!this.finished, "LockWait polled after completion");
+        let mut st = this.mgr.inner.borrow_mut();
+        assert!(
+            st.requests.is_live(this.req, this.generation),
+            "lock request record recycled under its future"
+        );
+        let rq = &mut st.requests[this.req];
+        match std::mem::take(&mut rq.outcome) {
+            Outcome::Pending => {
+                match &rq.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => rq.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Outcome::Granted => {
+                rq.has_waiter = false;
+                this.finished = true;
+                Poll::Ready(Ok(()))
+            }
+            Outcome::Failed(err) => {
+                rq.has_waiter = false;
+                let granted = rq.granted;
+                if !granted {
+                    st.requests.free(this.req);
+                }
+                this.finished = true;
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}
+
+impl Drop for LockWait {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (req, generation) = (self.req, self.generation);
+        self.mgr.with(|st| {
+            if !st.requests.is_live(req, generation) {
+                return;
+            }
+            if st.requests[req].waiting {
+                let t = st.requests[req].txn;
+                let err = LockError::Cancelled {
+                    shard: st.config.shard,
+                    txn: st.txns[t].id.unwrap_or(TxnId(0)),
+                    resource: st.heads[st.requests[req].head].resource,
+                };
+                st.counters.cancelled += 1;
+                st.cancel_wait(req, err, LockEventKind::Cancelled);
+            }
+            let rq = &mut st.requests[req];
+            rq.has_waiter = false;
+            rq.outcome = Outcome::Pending;
+            rq.waker = None;
+            if !rq.granted {
+                st.requests.free(req);
+            }
+        });
+    }
+}
