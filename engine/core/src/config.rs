@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub segments_max: usize,
     /// Background scrubber: pass interval and read rate.
     pub scrub: crate::scrub::ScrubConfig,
+    /// Cold-data detection and ZSTD recompression.
+    pub cold: crate::cold::ColdConfig,
     /// Tests and the simulator: run on this simulated disk instead of O_DIRECT files.
     pub sim_storage: Option<SimStorage>,
 }
@@ -51,6 +53,7 @@ impl Default for EngineConfig {
             repair_wal: false,
             segments_max: 8,
             scrub: crate::scrub::ScrubConfig::default(),
+            cold: crate::cold::ColdConfig::default(),
             sim_storage: None,
         }
     }

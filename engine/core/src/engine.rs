@@ -280,6 +280,17 @@ impl EngineHandle {
         Ok(())
     }
 
+    /// Closes the access epoch on every shard and rewrites the segments that are cold now
+    /// (what the background task does every `ColdConfig::epoch_secs`).
+    pub async fn cold_tick(&self) -> Result<()> {
+        let calls = (0..self.shard_count())
+            .map(|i| self.call(i, |s| async move { crate::cold::tick(&s).await }));
+        for r in futures::future::join_all(calls).await {
+            r??;
+        }
+        Ok(())
+    }
+
     /// Runs a task on shard `shard`'s executor (network listeners, benchmarks).
     pub fn spawn_on<F, Fut>(&self, shard: usize, f: F) -> Result<()>
     where

@@ -117,6 +117,12 @@ impl Segment {
     /// The entry for `key` (a put, possibly expired, or a tombstone), or `None`. Reads at
     /// most one block, through the cache.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        Ok(self.get_located(key).await?.map(|(e, _)| e))
+    }
+
+    /// Like [`Segment::get`], with the index of the block the entry was found in (access
+    /// tracking for cold-data detection counts it).
+    pub async fn get_located(&self, key: &[u8]) -> Result<Option<(Entry, usize)>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
@@ -125,7 +131,7 @@ impl Segment {
             return Ok(None);
         }
         let block = self.read_block(i, true).await?;
-        Ok(block.find(key).map(|j| block.entry(j)))
+        Ok(block.find(key).map(|j| (block.entry(j), i)))
     }
 
     /// A cursor over the entries within `range`, in key order, reading blocks lazily through

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::{Latency, Shares};
-use mantis_table::{Entry, EntryKind, Segment, SegmentWriter, WriterOptions};
+use mantis_table::{Codec, Entry, EntryKind, Segment, SegmentWriter, WriterOptions};
 
 use super::read::{Merger, ScanRange};
 use super::{LiveSegment, MemRef, Shard};
@@ -126,7 +126,7 @@ impl Shard {
         let id = self.reserve_segment_id();
         let path = self.segment_path(id);
         let lsn_max = mem.borrow().lsn_max();
-        let opts = self.writer_options();
+        let opts = self.writer_options(self.cfg.compression);
         let mut writer = SegmentWriter::create(&self.storage, &path, opts)
             .await
             .map_err(|e| EngineError::table(self.id, e))?;
@@ -231,9 +231,9 @@ impl Shard {
         e
     }
 
-    fn writer_options(&self) -> WriterOptions {
+    fn writer_options(&self, codec: Codec) -> WriterOptions {
         WriterOptions {
-            codec: self.cfg.compression,
+            codec,
             ..WriterOptions::default()
         }
     }
@@ -263,10 +263,13 @@ impl Shard {
             }
         };
         let Some(plan) = plan else { return Ok(()) };
-        self.merge(plan).await
+        // Compaction writes the hot codec: data merged because it is being written is hot.
+        self.merge(plan, self.cfg.compression).await
     }
 
-    async fn merge(self: &Rc<Self>, plan: CompactionPlan) -> Result<()> {
+    /// Merges `plan`'s run into one segment written with `codec` (cold recompression uses
+    /// it with a run of one).
+    pub(crate) async fn merge(self: &Rc<Self>, plan: CompactionPlan, codec: Codec) -> Result<()> {
         let inputs: Vec<Rc<LiveSegment>> = {
             let st = self.state.borrow();
             st.segments[plan.start..plan.start + plan.count].to_vec()
@@ -294,7 +297,7 @@ impl Shard {
             let w = match &mut writer {
                 Some(w) => w,
                 None => writer.insert(
-                    SegmentWriter::create(&self.storage, &path, self.writer_options())
+                    SegmentWriter::create(&self.storage, &path, self.writer_options(codec))
                         .await
                         .map_err(|e| EngineError::table(self.id, e))?,
                 ),

@@ -99,6 +99,8 @@ pub struct ShardStats {
     pub scrub: crate::scrub::ScrubStats,
     pub corruption_events: u64,
     pub last_corruption: Option<crate::scrub::CorruptionEvent>,
+    /// Bytes by codec, cold fraction, recompression work.
+    pub compression: crate::cold::CompressionStats,
 }
 
 pub(crate) struct Shard {
@@ -131,6 +133,7 @@ pub(crate) struct Shard {
     pub compaction_lock: glommio::sync::Semaphore,
     pub closing: Cell<bool>,
     pub integrity: crate::scrub::scrubber::ShardIntegrity,
+    pub cold: crate::cold::ShardCold,
 }
 
 impl Shard {
@@ -235,10 +238,12 @@ impl Shard {
             compaction_lock: glommio::sync::Semaphore::new(1),
             closing: Cell::new(false),
             integrity: Default::default(),
+            cold: Default::default(),
         });
         shard.maybe_freeze();
         maintenance::start(&shard)?;
         crate::scrub::scrubber::start(&shard)?;
+        crate::cold::start(&shard)?;
         Ok(shard)
     }
 
@@ -288,6 +293,7 @@ impl Shard {
             scrub: self.integrity.stats.borrow().clone(),
             corruption_events: self.integrity.corruption_events.get(),
             last_corruption: self.integrity.last_event.borrow().clone(),
+            compression: crate::cold::stats(self),
         }
     }
 

@@ -197,8 +197,11 @@ impl Shard {
             st.segments.clone()
         };
         for s in segments {
-            match s.seg.get(key).await {
-                Ok(Some(e)) => return Ok(Some(e.kind)),
+            match s.seg.get_located(key).await {
+                Ok(Some((e, block))) => {
+                    self.cold.tracker.borrow_mut().touch(s.r.id, block);
+                    return Ok(Some(e.kind));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     if e.is_corruption() {
