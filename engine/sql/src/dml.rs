@@ -16,6 +16,7 @@ use crate::plan::{BExpr, Plan};
 use crate::rowcodec::encode_row;
 use crate::store::{View, Writes};
 use crate::types::{common_type, SqlType, Value};
+use mantis_lock::LockMode;
 
 pub enum Conflict {
     Nothing,
@@ -387,6 +388,8 @@ pub struct Pending<'a> {
     pub handle: &'a mantis_engine::EngineHandle,
     pub tx: Option<&'a Writes>,
     pub stmt: Writes,
+    /// The transaction's row locks (strict 2PL: X on every row written).
+    pub locks: &'a crate::txlock::TxnLocks,
 }
 
 impl Pending<'_> {
@@ -512,6 +515,8 @@ pub async fn run_insert(p: &InsertPlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
         } else {
             keys::row_key(t.id, &[Value::Int64(new_row_id())])
         };
+        // X on the new key first: the duplicate check below must see any concurrent insert.
+        w.locks.lock_row(t.id, &key, LockMode::X).await?;
         match &p.on_conflict {
             None => {
                 w.add_row(t, key, &row, false).await?;
@@ -552,6 +557,53 @@ pub async fn run_insert(p: &InsertPlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
     Ok(count)
 }
 
+/// Rounds of read-lock-reread before an UPDATE/DELETE gives up with a serialization failure.
+const LOCK_ROUNDS_MAX: usize = 16;
+
+/// The rows an UPDATE/DELETE selects, each locked X. Rows are read, the new ones locked (in
+/// key order, so two statements over the same rows do not deadlock), and read again: a read
+/// counts only if every row it returned was already locked when it ran, because the previous
+/// holder may have changed or deleted the row, or added rows that now match, before it
+/// released the lock at its commit.
+async fn locked_targets(
+    access: &Plan,
+    t: &TableDef,
+    ctx: &mut Ctx,
+    w: &Pending<'_>,
+) -> Result<Vec<(Vec<u8>, Row)>> {
+    let mut locked: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+    for _ in 0..LOCK_ROUNDS_MAX {
+        ctx.tables.clear();
+        ctx.fetched.clear();
+        let view = View {
+            handle: w.handle,
+            layers: [None, w.tx],
+        };
+        crate::access::prefetch(access, ctx, &view).await?;
+        let targets = target_rows(access, t, ctx)?;
+        let mut fresh: Vec<&Vec<u8>> = targets
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !locked.contains(*k))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(targets);
+        }
+        fresh.sort();
+        for k in fresh {
+            w.locks.lock_row(t.id, k, LockMode::X).await?;
+            locked.insert(k.clone());
+        }
+    }
+    Err(SqlError::new(
+        "40001",
+        format!(
+            "could not serialize access to table {}: rows kept changing while being locked",
+            t.name
+        ),
+    ))
+}
+
 /// The (key, row) pairs an UPDATE/DELETE's access plan selects.
 fn target_rows(access: &Plan, t: &TableDef, ctx: &Ctx) -> Result<Vec<(Vec<u8>, Row)>> {
     match access {
@@ -577,17 +629,8 @@ fn target_rows(access: &Plan, t: &TableDef, ctx: &Ctx) -> Result<Vec<(Vec<u8>, R
 }
 
 pub async fn run_update(p: &UpdatePlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> Result<u64> {
-    crate::access::prefetch(
-        &p.access,
-        ctx,
-        &View {
-            handle: w.handle,
-            layers: [None, w.tx],
-        },
-    )
-    .await?;
     let t = &p.table;
-    let targets = target_rows(&p.access, t, ctx)?;
+    let targets = locked_targets(&p.access, t, ctx, w).await?;
     let mut changed = Vec::with_capacity(targets.len());
     for (k, old) in targets {
         let mut new = old.clone();
@@ -629,16 +672,7 @@ pub async fn run_update(p: &UpdatePlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
 }
 
 pub async fn run_delete(p: &DeletePlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> Result<u64> {
-    crate::access::prefetch(
-        &p.access,
-        ctx,
-        &View {
-            handle: w.handle,
-            layers: [None, w.tx],
-        },
-    )
-    .await?;
-    let targets = target_rows(&p.access, &p.table, ctx)?;
+    let targets = locked_targets(&p.access, &p.table, ctx, w).await?;
     for (k, row) in &targets {
         w.remove_row(&p.table, k, row);
     }

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod rowcodec;
 mod session;
 pub mod store;
+pub mod txlock;
 pub mod types;
 
 use std::cell::RefCell;

@@ -43,6 +43,8 @@ pub struct Prepared {
 pub struct Session {
     engine: SqlEngine,
     tx: Option<Writes>,
+    /// Row locks of the current transaction (or of the running autocommit statement).
+    locks: crate::txlock::TxnLocks,
     /// A statement failed inside the transaction: only ROLLBACK/COMMIT are accepted.
     failed: bool,
 }
@@ -65,6 +67,7 @@ fn columns(names: &[String], types: &[SqlType]) -> Vec<Column> {
 impl Session {
     pub(crate) fn new(engine: SqlEngine) -> Session {
         Session {
+            locks: crate::txlock::TxnLocks::new(engine.handle().clone()),
             engine,
             tx: None,
             failed: false,
@@ -276,11 +279,22 @@ impl Session {
     }
 
     async fn run_dml(&mut self, d: &DmlPlan, params: Vec<Value>) -> Result<StatementResult> {
+        let r = self.run_dml_locked(d, params).await;
+        if self.tx.is_none() {
+            // Autocommit: the statement was the transaction; its writes are applied (or it
+            // failed), so its locks go now.
+            self.locks.release_all();
+        }
+        r
+    }
+
+    async fn run_dml_locked(&mut self, d: &DmlPlan, params: Vec<Value>) -> Result<StatementResult> {
         let mut ctx = Ctx::new(params);
         let mut w = Pending {
             handle: self.engine.handle(),
             tx: self.tx.as_ref(),
             stmt: Writes::default(),
+            locks: &self.locks,
         };
         let (n, what) = match d {
             DmlPlan::Insert(p) => (dml::run_insert(p, &mut ctx, &mut w).await?, "INSERT 0"),
@@ -323,7 +337,7 @@ impl Session {
             Statement::Commit { .. } => {
                 let tx = self.tx.take();
                 let failed = std::mem::replace(&mut self.failed, false);
-                match tx {
+                let r = match tx {
                     Some(w) if !failed => {
                         if !w.is_empty() {
                             self.engine
@@ -336,11 +350,15 @@ impl Session {
                     }
                     Some(_) => Ok(tag("ROLLBACK")),
                     None => Ok(tag("COMMIT")),
-                }
+                };
+                // Strict 2PL: locks go only once the writes are applied (or dropped).
+                self.locks.release_all();
+                r
             }
             Statement::Rollback { .. } => {
                 self.tx = None;
                 self.failed = false;
+                self.locks.release_all();
                 Ok(tag("ROLLBACK"))
             }
             Statement::CreateTable(ct) => ddl::create_table(&self.engine, ct).await,

@@ -1,0 +1,171 @@
+//! Row locks of SQL transactions: strict two-phase locking through each shard's lock manager
+//! (`mantis-lock`). A row's lock lives on the shard that owns the row's key, so a session on
+//! another shard sends the request there and waits for the answer. Locks are held until
+//! COMMIT / ROLLBACK (or the end of an autocommit statement), which is what stops two
+//! concurrent `UPDATE t SET v = v + 1` from losing an increment.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mantis_engine::EngineHandle;
+use mantis_lock::{Acquire, LockConfig, LockError, LockManager, LockMode, ResourceId, TxnId};
+
+use crate::error::{state, Result, SqlError};
+
+/// The SQL namespace in the lock hierarchy (one database per appliance today).
+const DATABASE_ID: u32 = 0;
+
+thread_local! {
+    static SHARD_LOCKS: RefCell<Option<LockManager>> = const { RefCell::new(None) };
+    static TXN_COUNTER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This shard's lock manager, created on first use together with its maintenance task
+/// (deadlock detection and timeouts every `detect_interval_ms`). Must run on a shard executor.
+pub fn shard_locks() -> LockManager {
+    SHARD_LOCKS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some(m) = slot.as_ref() {
+            return m.clone();
+        }
+        let shard = EngineHandle::current_shard().unwrap_or(0) as u32;
+        let m = LockManager::new(LockConfig {
+            shard,
+            ..LockConfig::default()
+        });
+        let ticker = m.clone();
+        let interval = Duration::from_millis(ticker.config().detect_interval_ms.max(1));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                ticker.tick(Instant::now());
+            }
+        })
+        .detach();
+        *slot = Some(m.clone());
+        m
+    })
+}
+
+fn to_sql(e: LockError) -> SqlError {
+    SqlError::new(e.sqlstate(), e.to_string())
+}
+
+/// Locks `resource` and its ancestors on this shard; true when any of them had to wait.
+async fn lock_here(
+    txn: TxnId,
+    start_seq: u64,
+    resource: ResourceId,
+    mode: LockMode,
+) -> std::result::Result<bool, LockError> {
+    let m = shard_locks();
+    m.begin(txn, start_seq)?;
+    let mut waited = false;
+    let chain = resource
+        .ancestors()
+        .into_iter()
+        .flatten()
+        .map(|a| (a, mode.intention()));
+    for (r, md) in chain.chain(std::iter::once((resource, mode))) {
+        match m.try_lock(txn, r, md)? {
+            Acquire::Granted => {}
+            Acquire::Wait(w) => {
+                waited = true;
+                w.await?;
+            }
+        }
+    }
+    Ok(waited)
+}
+
+/// The locks of one session's current transaction, on whichever shards they live.
+pub struct TxnLocks {
+    handle: EngineHandle,
+    txn: Cell<Option<(TxnId, u64)>>,
+    shards: RefCell<BTreeSet<usize>>,
+}
+
+impl TxnLocks {
+    pub fn new(handle: EngineHandle) -> Self {
+        TxnLocks {
+            handle,
+            txn: Cell::new(None),
+            shards: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// The transaction id, allocated on first lock: shard number in the top bits so ids are
+    /// unique across shards; the start order is wall-clock nanoseconds so that "youngest"
+    /// means the same thing on every shard.
+    fn txn(&self) -> (TxnId, u64) {
+        if let Some(t) = self.txn.get() {
+            return t;
+        }
+        let shard = EngineHandle::current_shard().unwrap_or(0xffff) as u64;
+        let n = TXN_COUNTER.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
+        let start_seq = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let t = (TxnId((shard << 48) | (n & 0xffff_ffff_ffff)), start_seq);
+        self.txn.set(Some(t));
+        t
+    }
+
+    /// Locks the row with KV key `key` of table `table` in `mode` (X for writes). Returns
+    /// true when it had to wait: the caller re-reads what it read before the lock.
+    pub async fn lock_row(&self, table: u32, key: &[u8], mode: LockMode) -> Result<bool> {
+        let (txn, start_seq) = self.txn();
+        let resource = ResourceId::row(DATABASE_ID, table, key);
+        let shard = self.handle.shard_for(key);
+        self.shards.borrow_mut().insert(shard);
+        if EngineHandle::current_shard() == Some(shard) {
+            return lock_here(txn, start_seq, resource, mode)
+                .await
+                .map_err(to_sql);
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.handle
+            .spawn_on(shard, move || async move {
+                let _ = tx.send(lock_here(txn, start_seq, resource, mode).await);
+            })
+            .map_err(|e| SqlError::storage("lock", e))?;
+        match rx.await {
+            Ok(r) => r.map_err(to_sql),
+            Err(_) => Err(SqlError::new(
+                state::INTERNAL_ERROR,
+                format!("lock request to shard {shard} lost"),
+            )),
+        }
+    }
+
+    /// Releases every lock of the transaction (COMMIT, ROLLBACK, end of an autocommit
+    /// statement). Sent to every shard the transaction locked on; fire and forget, because a
+    /// shard handles its messages in order, so a later request of the session comes after.
+    pub fn release_all(&self) {
+        let Some((txn, _)) = self.txn.take() else {
+            return;
+        };
+        let shards = std::mem::take(&mut *self.shards.borrow_mut());
+        for shard in shards {
+            if EngineHandle::current_shard() == Some(shard) {
+                shard_locks().end_txn(txn);
+                continue;
+            }
+            // A failed send means the shard is shutting down: its lock table goes with it.
+            let _ = self.handle.spawn_on(shard, move || async move {
+                shard_locks().end_txn(txn);
+            });
+        }
+    }
+}
+
+impl Drop for TxnLocks {
+    fn drop(&mut self) {
+        // A client that disconnects mid-transaction must not leave its locks behind.
+        self.release_all();
+    }
+}
