@@ -155,6 +155,24 @@ pub async fn health(shared: &Shared) -> HttpResponse {
                     check(Level::Warn, false, format!("disk full on shards {full:?}"))
                 },
             );
+            // Issue 7: any corruption seen (on a read or by the scrubber) degrades health.
+            let corrupt: Vec<usize> = stats
+                .iter()
+                .filter(|s| s.corruption_events > 0)
+                .map(|s| s.shard)
+                .collect();
+            add(
+                "integrity",
+                if corrupt.is_empty() {
+                    check(Level::Pass, false, "no corruption seen".into())
+                } else {
+                    check(
+                        Level::Warn,
+                        false,
+                        format!("corruption events on shards {corrupt:?}: GET /api/v1/integrity"),
+                    )
+                },
+            );
         }
         Err(reason) => add("shards", check(Level::Fail, true, reason)),
     }

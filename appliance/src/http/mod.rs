@@ -1,9 +1,11 @@
 //! The HTTP/1.1 front end: hyper 1 on a glommio socket (through `smol-hyper`'s futures-io
 //! adapter), routing, bearer-token authentication, and per-route metrics.
 
+pub mod compression;
 pub mod encoding;
 pub mod error;
 pub mod health;
+pub mod integrity;
 pub mod kv;
 pub mod sql;
 
@@ -32,6 +34,10 @@ pub const ROUTES: &[&str] = &[
     "ready",
     "metrics",
     "sql",
+    "integrity",
+    "integrity_scrub",
+    "compression_stats",
+    "compression_recommendations",
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -118,6 +124,12 @@ async fn route(
     }
     if shared.is_draining() {
         return ("other", Err(ApiError::not_ready("shutting down")));
+    }
+    if let Some(answer) = integrity::route(shared, &req, &path).await {
+        return answer;
+    }
+    if let Some(answer) = compression::route(shared, &req, &path).await {
+        return answer;
     }
     if path == "/api/v1/sql" {
         return match *req.method() {
