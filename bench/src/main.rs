@@ -6,6 +6,7 @@
 
 mod cli;
 mod compare;
+mod compression;
 mod disk;
 mod driver;
 mod engine;
@@ -53,6 +54,9 @@ enum Command {
     /// harness and run interleaved for several rounds; ratio table, goals, interference,
     /// raw-device probe, JSON + Markdown + SVG plots.
     Compare(cli::CompareArgs),
+    /// Issue 7: bytes stored per codec on JSON documents, cached get p99 LZ4 vs none, get p99
+    /// with the scrubber and cold recompression at their default rates vs without.
+    Compression(compression::CompressionArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -193,6 +197,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
             signals::install().map_err(BenchError::Executor)?;
             cli::compare(&args, command_line)
         }
+        Command::Compression(args) => compression::run(&args),
     }
 }
 
