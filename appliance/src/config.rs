@@ -204,6 +204,9 @@ pub struct FileConfig {
     pub repair_wal: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    /// `[monitor]`: metrics, audit trail, alert rules and channels (issue 8).
+    #[serde(default)]
+    pub monitor: crate::monitoring::MonitorConfig,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -234,6 +237,8 @@ pub struct Config {
     pub repair_wal: bool,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `[monitor]` of the file (issue 8).
+    pub monitor: crate::monitoring::MonitorConfig,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -271,6 +276,7 @@ impl Config {
             .or(file.idle_timeout_secs)
             .unwrap_or(300);
         let config = Config {
+            monitor: file.monitor.clone(),
             data_dir: cli
                 .data_dir
                 .or(file.data_dir)

@@ -7,6 +7,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod listen;
 pub mod metrics;
+pub mod monitoring;
 pub mod net;
 pub mod pg;
 pub mod resp;

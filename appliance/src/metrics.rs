@@ -5,13 +5,14 @@
 //! per command name at start ([`Metrics::command`] returns a cached entry), so the data path
 //! does one hash lookup and a few atomic adds, never a registry lock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The handles of one command of one protocol.
@@ -74,9 +75,109 @@ pub struct Metrics {
     shard_gauges: Vec<IntGaugeVec>,
     /// One family per entry of [`SHARD_COUNTERS`], labelled by shard.
     shard_counters: Vec<IntCounterVec>,
+    /// Seconds, as Prometheus' base unit wants (the engine counts microseconds).
+    wal_sync_latency_max_seconds: GaugeVec,
     /// Serialises scrapes so that two concurrent ones cannot add the same counter delta twice.
     scrape_lock: Mutex<()>,
     started: Instant,
+    resources: Resources,
+}
+
+/// Process and disk resources, read at scrape time.
+struct Resources {
+    resident_memory_bytes: IntGauge,
+    cpu_seconds: Gauge,
+    disk_free_bytes: IntGauge,
+    disk_total_bytes: IntGauge,
+    health_status: IntGauge,
+    audit_unflushed_records: IntGauge,
+    alerts_firing: IntGauge,
+    data_dir: OnceLock<PathBuf>,
+}
+
+impl Resources {
+    fn new() -> Result<Resources, prometheus::Error> {
+        Ok(Resources {
+            resident_memory_bytes: IntGauge::new(
+                "process_resident_memory_bytes",
+                "Resident memory of the daemon",
+            )?,
+            // A gauge holding a running total: the kernel's count, not one we increment.
+            cpu_seconds: Gauge::new(
+                "process_cpu_seconds",
+                "User plus system CPU time used by the daemon",
+            )?,
+            disk_free_bytes: IntGauge::new(
+                "disk_free_bytes",
+                "Bytes available to the daemon on the data directory's filesystem",
+            )?,
+            disk_total_bytes: IntGauge::new(
+                "disk_total_bytes",
+                "Size of the data directory's filesystem",
+            )?,
+            health_status: IntGauge::new(
+                "health_status",
+                "Last health verdict: 0 healthy, 1 degraded, 2 unhealthy",
+            )?,
+            audit_unflushed_records: IntGauge::new(
+                "audit_queue_records",
+                "Audit records chained but not yet written and synced",
+            )?,
+            alerts_firing: IntGauge::new("alerts_firing", "Alerts currently firing")?,
+            data_dir: OnceLock::new(),
+        })
+    }
+
+    fn gauges(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.resident_memory_bytes.clone()),
+            Box::new(self.cpu_seconds.clone()),
+            Box::new(self.disk_free_bytes.clone()),
+            Box::new(self.disk_total_bytes.clone()),
+            Box::new(self.health_status.clone()),
+            Box::new(self.audit_unflushed_records.clone()),
+            Box::new(self.alerts_firing.clone()),
+        ]
+    }
+
+    fn refresh(&self) {
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+            let pages: i64 = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            self.resident_memory_bytes.set(pages.saturating_mul(4096));
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the parenthesised command name: utime and stime are 12 and 13.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let ticks: f64 = after
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum();
+            self.cpu_seconds.set(ticks / 100.0);
+        }
+        if let Some(dir) = self.data_dir.get() {
+            if let Ok(fs) = nix::sys::statvfs::statvfs(dir.as_path()) {
+                let block = fs.fragment_size() as i64;
+                self.disk_free_bytes
+                    .set((fs.blocks_available() as i64).saturating_mul(block));
+                self.disk_total_bytes
+                    .set((fs.blocks() as i64).saturating_mul(block));
+            }
+        }
+        if let Some(m) = crate::monitoring::get() {
+            self.audit_unflushed_records
+                .set(m.audit_queued.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            if let Ok(engine) = m.alerts.lock() {
+                self.alerts_firing
+                    .set(engine.active().filter(|a| a.firing).count() as i64);
+            }
+        }
+    }
 }
 
 /// Latency buckets from 50 µs to 10 s: an fdatasync here takes 70 µs to 9 ms.
@@ -90,10 +191,6 @@ const SHARD_GAUGES: &[(&str, &str)] = &[
     ("shard_memtable_bytes", "Bytes in the shard's memtables"),
     ("shard_segments", "Segment files of the shard"),
     ("shard_segment_bytes", "Bytes in the shard's segment files"),
-    (
-        "wal_sync_latency_max_microseconds",
-        "Slowest WAL fdatasync seen",
-    ),
     ("wal_last_lsn", "Last log sequence number written"),
     (
         "wal_flushed_lsn",
@@ -209,8 +306,13 @@ impl Metrics {
             registry,
             commands: table,
             other,
+            wal_sync_latency_max_seconds: GaugeVec::new(
+                Opts::new("wal_sync_latency_max_seconds", "Slowest WAL fdatasync seen"),
+                &["shard"],
+            )?,
             scrape_lock: Mutex::new(()),
             started: Instant::now(),
+            resources: Resources::new()?,
         };
         let r = &metrics.registry;
         r.register(Box::new(requests))?;
@@ -229,6 +331,10 @@ impl Metrics {
         for c in &metrics.shard_counters {
             r.register(Box::new(c.clone()))?;
         }
+        r.register(Box::new(metrics.wal_sync_latency_max_seconds.clone()))?;
+        for g in metrics.resources.gauges() {
+            r.register(g)?;
+        }
         Ok(metrics)
     }
 
@@ -238,6 +344,9 @@ impl Metrics {
         protocol: &'static str,
         command: &'static str,
     ) -> Option<&CommandMetrics> {
+        if !crate::monitoring::metrics_enabled() {
+            return None;
+        }
         self.commands
             .get(&(protocol, command))
             .or_else(|| self.other.get(protocol))
@@ -260,7 +369,6 @@ impl Metrics {
                 s.memtable_bytes,
                 s.segments,
                 s.segment_bytes,
-                s.wal_sync_latency_us_max,
                 s.last_lsn,
                 s.flushed_lsn,
                 s.recovered_records,
@@ -272,6 +380,9 @@ impl Metrics {
                 self.shard_gauges.len(),
                 "one value per gauge family"
             );
+            self.wal_sync_latency_max_seconds
+                .with_label_values(&[&shard])
+                .set(s.wal_sync_latency_us_max as f64 / 1e6);
             for (family, value) in self.shard_gauges.iter().zip(gauges) {
                 family
                     .with_label_values(&[&shard])
@@ -302,10 +413,147 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of everything.
-    pub fn render(&self) -> String {
+    /// Where the disk gauges look (set once when the monitor starts).
+    pub fn set_data_dir(&self, dir: &Path) {
+        let _ = self.resources.data_dir.set(dir.to_path_buf());
+    }
+
+    /// 0 healthy, 1 degraded, 2 unhealthy (what `/health` last found).
+    pub fn set_health(&self, status: i64) {
+        self.resources.health_status.set(status);
+    }
+
+    fn refresh(&self) {
         self.uptime_seconds
             .set(self.started.elapsed().as_secs_f64());
+        self.resources.refresh();
+    }
+
+    /// One number per metric name for alert rules: counters summed over their labels,
+    /// gauges at their maximum (the worst shard); histograms are left out. The health verdict
+    /// is also given as `health.status`.
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        self.refresh();
+        let mut out = BTreeMap::new();
+        for family in self.registry.gather() {
+            let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            let gauge = family.get_field_type() == prometheus::proto::MetricType::GAUGE;
+            if !counter && !gauge {
+                continue;
+            }
+            let mut value: Option<f64> = None;
+            for m in family.get_metric() {
+                let v = if counter {
+                    m.get_counter().get_value()
+                } else {
+                    m.get_gauge().get_value()
+                };
+                value = Some(match value {
+                    None => v,
+                    Some(acc) if counter => acc + v,
+                    Some(acc) => acc.max(v),
+                });
+            }
+            if let Some(v) = value {
+                out.insert(family.name().to_string(), v);
+            }
+        }
+        if let Some(&v) = out.get("mantis_health_status") {
+            out.insert("health.status".into(), v);
+        }
+        out
+    }
+
+    /// Every sample as JSON: `{name: {help, type, samples: [{labels, value}]}}`; histograms
+    /// give count, sum and their cumulative buckets.
+    pub fn render_json(&self) -> serde_json::Value {
+        self.refresh();
+        let mut out = serde_json::Map::new();
+        for family in self.registry.gather() {
+            let kind = family.get_field_type();
+            let samples: Vec<serde_json::Value> = family
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let labels: serde_json::Map<String, serde_json::Value> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_string(), l.value().into()))
+                        .collect();
+                    let value = match kind {
+                        prometheus::proto::MetricType::COUNTER => {
+                            serde_json::json!(m.get_counter().get_value())
+                        }
+                        prometheus::proto::MetricType::GAUGE => {
+                            serde_json::json!(m.get_gauge().get_value())
+                        }
+                        _ => {
+                            let h = m.get_histogram();
+                            serde_json::json!({
+                                "count": h.get_sample_count(),
+                                "sum": h.get_sample_sum(),
+                                "buckets": h.get_bucket().iter().map(|b| {
+                                    serde_json::json!([b.upper_bound(), b.cumulative_count()])
+                                }).collect::<Vec<_>>(),
+                            })
+                        }
+                    };
+                    serde_json::json!({ "labels": labels, "value": value })
+                })
+                .collect();
+            out.insert(
+                family.name().to_string(),
+                serde_json::json!({
+                    "help": family.help(),
+                    "type": format!("{kind:?}").to_lowercase(),
+                    "samples": samples,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// Plain text for people: `name{labels} = value`, histograms as count and mean.
+    pub fn render_plain(&self) -> String {
+        use std::fmt::Write as _;
+        let json = self.render_json();
+        let mut out = String::new();
+        let Some(families) = json.as_object() else {
+            return out;
+        };
+        for (name, family) in families {
+            for sample in family["samples"].as_array().into_iter().flatten() {
+                let labels = sample["labels"]
+                    .as_object()
+                    .map(|l| {
+                        l.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let value = &sample["value"];
+                let shown = match (value.get("count"), value.get("sum")) {
+                    (Some(count), Some(sum)) => {
+                        let n = count.as_f64().unwrap_or(0.0);
+                        let mean = if n > 0.0 {
+                            sum.as_f64().unwrap_or(0.0) / n
+                        } else {
+                            0.0
+                        };
+                        format!("count {n} mean {mean:.6}")
+                    }
+                    _ => value.to_string(),
+                };
+                let _ = writeln!(out, "{name}{{{labels}}} = {shown}");
+            }
+        }
+        out
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        self.refresh();
         let mut out = String::new();
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");

@@ -176,11 +176,18 @@ pub async fn health(shared: &Shared) -> HttpResponse {
         }
         Err(reason) => add("shards", check(Level::Fail, true, reason)),
     }
+    add("disk_space", disk_space(shared));
+    add("audit", audit_trail(shared));
     let (status, word) = match worst {
         Level::Pass => (StatusCode::OK, "healthy"),
         Level::Warn => (StatusCode::OK, "degraded"),
         Level::Fail => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
     };
+    shared.metrics.set_health(match worst {
+        Level::Pass => 0,
+        Level::Warn => 1,
+        Level::Fail => 2,
+    });
     json_response(
         status,
         &serde_json::json!({
@@ -189,6 +196,46 @@ pub async fn health(shared: &Shared) -> HttpResponse {
             "checks": checks,
         }),
     )
+}
+
+/// Non-critical: a filling disk degrades before writes fail with ENOSPC (the `disk` check).
+fn disk_space(shared: &Shared) -> (Level, serde_json::Value) {
+    match nix::sys::statvfs::statvfs(shared.config.data_dir.as_path()) {
+        Ok(fs) => {
+            let block = fs.fragment_size();
+            let free_bytes = fs.blocks_available().saturating_mul(block);
+            let total_bytes = fs.blocks().saturating_mul(block);
+            let detail = format!("{free_bytes} of {total_bytes} bytes free");
+            if free_bytes < shared.config.monitor.disk_free_bytes_min {
+                check(Level::Warn, false, format!("low: {detail}"))
+            } else {
+                check(Level::Pass, false, detail)
+            }
+        }
+        Err(e) => check(Level::Warn, false, format!("statvfs: {e}")),
+    }
+}
+
+/// Non-critical: a trail that could not be opened (broken chain) stops auditing.
+fn audit_trail(shared: &Shared) -> (Level, serde_json::Value) {
+    if !shared.config.monitor.audit {
+        return check(
+            Level::Pass,
+            false,
+            "auditing disabled by configuration".into(),
+        );
+    }
+    match crate::monitoring::get() {
+        Some(_) if crate::monitoring::auditing() => {
+            check(Level::Pass, false, "audit trail writing".into())
+        }
+        Some(_) => check(
+            Level::Warn,
+            false,
+            "audit trail refused (see the log; mantisctl audit verify)".into(),
+        ),
+        None => check(Level::Pass, false, "monitor not started yet".into()),
+    }
 }
 
 pub async fn metrics(shared: &Shared) -> HttpResponse {

@@ -2,6 +2,7 @@
 //! adapter), routing, bearer-token authentication, and per-route metrics.
 
 pub mod compression;
+pub mod alerts;
 pub mod encoding;
 pub mod error;
 pub mod health;
@@ -34,6 +35,8 @@ pub const ROUTES: &[&str] = &[
     "ready",
     "metrics",
     "sql",
+    "alerts",
+    "metrics_json",
     "integrity",
     "integrity_scrub",
     "compression_stats",
@@ -46,6 +49,7 @@ const HYPER_BUF_BYTES_MIN: usize = 8192;
 /// Serves one HTTP connection (keep-alive: possibly many requests).
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot) {
     let registration = register_client(stream.as_raw_fd());
+    crate::monitoring::ensure_started(&shared);
     let _ = stream.set_nodelay(true);
     if let Some(idle) = shared.config.idle_timeout {
         let _ = stream.set_read_timeout(Some(idle));
@@ -88,6 +92,7 @@ fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
 /// Answers one request, recording its route's metrics.
 pub async fn handle(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
+    let path = req.uri().path().to_string();
     let (route, result) = route(shared, req).await;
     let mut resp = result.unwrap_or_else(|e| e.response());
     if shared.is_draining() {
@@ -95,6 +100,7 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    alerts::audit_route(route, &path, resp.status());
     let failed = resp.status().is_client_error() || resp.status().is_server_error();
     if let Some(m) = shared.metrics.command_static("http", route) {
         m.observe(started.elapsed(), failed);
@@ -124,6 +130,12 @@ async fn route(
     }
     if shared.is_draining() {
         return ("other", Err(ApiError::not_ready("shutting down")));
+    }
+    if path == "/api/v1/metrics" {
+        return ("metrics_json", alerts::metrics(shared, &req));
+    }
+    if let Some(answer) = alerts::route(&req, &path) {
+        return answer;
     }
     if let Some(answer) = integrity::route(shared, &req, &path).await {
         return answer;

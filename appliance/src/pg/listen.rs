@@ -132,6 +132,7 @@ async fn serve(
     backend: MantisBackend,
 ) {
     let registration = register_client(stream.as_raw_fd());
+    crate::monitoring::ensure_started(&shared);
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
     if let Some(idle) = shared.config.idle_timeout {

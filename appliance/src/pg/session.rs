@@ -364,6 +364,11 @@ impl<B: SqlBackend> Session<B> {
     async fn simple_query(&mut self, sql: &str) {
         let started = Instant::now();
         let result = self.simple_query_inner(sql).await;
+        crate::monitoring::audit_sql(
+            &self.user,
+            sql,
+            result.as_ref().err().map(|e| e.sqlstate.to_string()),
+        );
         self.observer
             .statement("query", started.elapsed(), result.is_err());
         if let Err(e) = result {

@@ -128,6 +128,7 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
         }
         return reply;
     };
+    let audit = crate::monitoring::resp_audit_target(spec.name, spec.flags, &args);
     // Redis checks the arity before authentication; so do we, for identical replies.
     let reply = if !arity_ok(spec.arity, args.len()) {
         wrong_arity(spec.name)
@@ -136,6 +137,13 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
     } else {
         run(shared, session, spec.name, args).await
     };
+    crate::monitoring::audit_resp(
+        session.client_id,
+        session.authenticated,
+        spec.name,
+        audit,
+        &reply,
+    );
     if let Some(m) = shared.metrics.command_static("resp", spec.name) {
         m.observe(started.elapsed(), reply.is_error());
     }

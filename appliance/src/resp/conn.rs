@@ -26,6 +26,7 @@ const READ_CHUNK_BYTES_MAX: usize = 256 * 1024;
 /// Serves a connection until the client quits, closes, idles out, or sends garbage.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot) {
     let registration = register_client(stream.as_raw_fd());
+    crate::monitoring::ensure_started(&shared);
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
     if let Some(idle) = shared.config.idle_timeout {

@@ -1,0 +1,431 @@
+//! The daemon's side of `mantis-monitor`: the `[monitor]` config section, the process-wide
+//! monitor (audit queue, alert engine), and the two threads that drive it.
+//!
+//! - The audit thread owns the [`AuditWriter`]: shards hand it records over a bounded queue
+//!   (`audit_queue_records_max`) and never touch the file; it chains them, writes a batch and
+//!   fdatasyncs once per `audit_flush_interval_ms` (or when `audit_batch_records_max` are
+//!   waiting), and writes an anchor of the chain head to the log every
+//!   `audit_anchor_interval_secs`. A full queue blocks the sending shard (backpressure)
+//!   rather than losing a record.
+//! - The alerts thread, every `alerts_eval_interval_ms`, refreshes the registry through the
+//!   daemon's own `/metrics` and `/health` (the only way to reach the shards' statistics from
+//!   a plain thread), evaluates the rules and delivers events to the channels with retries.
+//!
+//! The monitor starts on first use (any request); [`ensure_started`] is idempotent.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mantis_monitor::alerts::{default_rules, Engine, Rule};
+use mantis_monitor::audit::{AuditEvent, AuditWriter};
+use mantis_monitor::channels::{deliver, Channel, ChannelKind, RetryPolicy};
+use serde::Deserialize;
+
+use crate::server::{now_ms, Shared};
+
+/// `[monitor]` in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Per-command metrics (counters, latency histograms). Off only to measure their cost.
+    pub metrics: bool,
+    pub audit: bool,
+    pub audit_flush_interval_ms: u64,
+    pub audit_queue_records_max: usize,
+    pub audit_batch_records_max: usize,
+    pub audit_anchor_interval_secs: u64,
+    pub alerts: bool,
+    pub alerts_eval_interval_ms: u64,
+    pub alert_history_events_max: usize,
+    /// Empty: the shipped default rules.
+    pub rules: Vec<Rule>,
+    /// Empty: one `log` channel.
+    pub channels: Vec<Channel>,
+    pub retry: RetryPolicy,
+    /// Below this many free bytes on the data directory's filesystem, health is degraded.
+    pub disk_free_bytes_min: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> MonitorConfig {
+        MonitorConfig {
+            metrics: true,
+            audit: true,
+            audit_flush_interval_ms: 200,
+            audit_queue_records_max: 65_536,
+            audit_batch_records_max: 4_096,
+            audit_anchor_interval_secs: 60,
+            alerts: true,
+            alerts_eval_interval_ms: 15_000,
+            alert_history_events_max: 1_000,
+            rules: Vec::new(),
+            channels: Vec::new(),
+            retry: RetryPolicy::default(),
+            disk_free_bytes_min: 1 << 30,
+        }
+    }
+}
+
+/// The process-wide monitor.
+pub struct Monitor {
+    audit_tx: Option<SyncSender<AuditEvent>>,
+    pub audit_queued: AtomicU64,
+    pub alerts: Mutex<Engine>,
+    pub data_dir: PathBuf,
+}
+
+static MONITOR: OnceLock<Monitor> = OnceLock::new();
+/// Read on the data path; set once from the config when the monitor starts.
+static METRICS_ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub fn metrics_enabled() -> bool {
+    METRICS_ENABLED.load(Ordering::Relaxed)
+}
+
+/// The monitor, if started.
+pub fn get() -> Option<&'static Monitor> {
+    MONITOR.get()
+}
+
+/// Starts the monitor (threads included) once; later calls return the running one.
+pub fn ensure_started(shared: &Arc<Shared>) -> &'static Monitor {
+    if let Some(m) = MONITOR.get() {
+        return m;
+    }
+    MONITOR.get_or_init(|| start(shared))
+}
+
+fn start(shared: &Arc<Shared>) -> Monitor {
+    let config = shared.config.monitor.clone();
+    METRICS_ENABLED.store(config.metrics, Ordering::Relaxed);
+    let data_dir = shared.config.data_dir.clone();
+    shared.metrics.set_data_dir(&data_dir);
+    let audit_dir = data_dir.join("audit");
+    let audit_tx = if config.audit {
+        start_audit(&config, audit_dir.clone())
+    } else {
+        None
+    };
+    let rules = if config.rules.is_empty() {
+        default_rules()
+    } else {
+        config.rules.clone()
+    };
+    let history = audit_dir.join("alerts.jsonl");
+    let engine = std::fs::create_dir_all(&audit_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            Engine::new(
+                rules.clone(),
+                Some(&history),
+                config.alert_history_events_max,
+            )
+            .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|reason| {
+            tracing::error!(%reason, "alert history unavailable: kept in memory only");
+            // In-memory history cannot fail to open.
+            Engine::new(rules, None, config.alert_history_events_max.max(1))
+                .unwrap_or_else(|_| unreachable!("an engine without a file opens"))
+        });
+    let monitor = Monitor {
+        audit_tx,
+        audit_queued: AtomicU64::new(0),
+        alerts: Mutex::new(engine),
+        data_dir,
+    };
+    if config.alerts {
+        start_alerts(shared, config);
+    }
+    monitor
+}
+
+fn start_audit(config: &MonitorConfig, dir: PathBuf) -> Option<SyncSender<AuditEvent>> {
+    let writer = match AuditWriter::open(&dir, config.audit_batch_records_max.max(1)) {
+        Ok(w) => w,
+        Err(e) => {
+            // A broken trail is kept as evidence; nothing is appended until an operator acts.
+            tracing::error!(error = %e, "audit trail refused: auditing is OFF");
+            return None;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(config.audit_queue_records_max.max(1));
+    let flush_interval = Duration::from_millis(config.audit_flush_interval_ms.max(1));
+    let anchor_interval = Duration::from_secs(config.audit_anchor_interval_secs.max(1));
+    let spawned = std::thread::Builder::new()
+        .name("mantis-audit".into())
+        .spawn(move || audit_loop(writer, rx, flush_interval, anchor_interval));
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(error = %e, "audit thread did not start: auditing is OFF");
+            None
+        }
+    }
+}
+
+fn audit_loop(
+    mut writer: AuditWriter,
+    rx: Receiver<AuditEvent>,
+    flush_interval: Duration,
+    anchor_interval: Duration,
+) {
+    let mut last_flush = Instant::now();
+    let mut last_anchor = Instant::now();
+    let mut anchored_seq = u64::MAX;
+    loop {
+        let wait = flush_interval.saturating_sub(last_flush.elapsed());
+        let open = match rx.recv_timeout(wait) {
+            Ok(event) => {
+                append(&mut writer, event);
+                // Take what else is queued without waiting.
+                while let Ok(event) = rx.try_recv() {
+                    append(&mut writer, event);
+                }
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        };
+        if let Some(m) = MONITOR.get() {
+            m.audit_queued
+                .store(writer.unflushed() as u64, Ordering::Relaxed);
+        }
+        if !open || last_flush.elapsed() >= flush_interval {
+            flush(&mut writer);
+            last_flush = Instant::now();
+        }
+        if last_anchor.elapsed() >= anchor_interval && writer.head().seq != anchored_seq {
+            let head = writer.head();
+            tracing::info!(target: "audit_anchor", seq = head.seq, hash = %head.hash, "audit chain head");
+            anchored_seq = head.seq;
+            last_anchor = Instant::now();
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+fn append(writer: &mut AuditWriter, event: AuditEvent) {
+    if writer.is_full() {
+        flush(writer);
+    }
+    if let Err(e) = writer.append(now_ms(), event) {
+        tracing::error!(error = %e, "audit record lost");
+    }
+}
+
+fn flush(writer: &mut AuditWriter) {
+    if let Err(e) = writer.flush() {
+        tracing::error!(error = %e, "audit flush failed");
+    }
+}
+
+/// Sends one record to the audit thread. Never blocks while the queue has room.
+pub fn audit(event: AuditEvent) {
+    let Some(tx) = MONITOR.get().and_then(|m| m.audit_tx.as_ref()) else {
+        return;
+    };
+    match tx.try_send(event) {
+        Ok(()) => {}
+        // Backpressure: the shard waits for the audit thread rather than drop a record.
+        Err(TrySendError::Full(event)) => {
+            let _ = tx.send(event);
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            tracing::error!("audit thread gone: record lost");
+        }
+    }
+}
+
+/// Keys and statements are cut to this many bytes in the trail.
+const AUDIT_TARGET_BYTES_MAX: usize = 256;
+
+pub fn truncate_target(raw: &[u8]) -> String {
+    let cut = &raw[..raw.len().min(AUDIT_TARGET_BYTES_MAX)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+/// One data-modifying or administrative call, as the front ends report it.
+pub fn record(protocol: &str, who: &str, from: &str, what: &str, target: String, outcome: &str) {
+    if MONITOR.get().is_none_or(|m| m.audit_tx.is_none()) {
+        return;
+    }
+    audit(AuditEvent {
+        who: who.into(),
+        from: from.into(),
+        protocol: protocol.into(),
+        what: what.into(),
+        target,
+        outcome: outcome.into(),
+    });
+}
+
+fn start_alerts(shared: &Arc<Shared>, config: MonitorConfig) {
+    let mut addr = shared.config.http_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    let password = shared.config.password.clone();
+    let shared = Arc::clone(shared);
+    let channels = if config.channels.is_empty() {
+        vec![Channel {
+            name: "log".into(),
+            kind: ChannelKind::Log,
+            min_level: mantis_monitor::alerts::Level::Info,
+        }]
+    } else {
+        config.channels.clone()
+    };
+    let interval = Duration::from_millis(config.alerts_eval_interval_ms.max(100));
+    let spawned = std::thread::Builder::new()
+        .name("mantis-alerts".into())
+        .spawn(move || loop {
+            // A periodic evaluation, not a wait for an event.
+            std::thread::sleep(interval);
+            if shared.is_draining() {
+                return;
+            }
+            self_scrape(addr, password.as_deref());
+            let values = shared.metrics.values();
+            evaluate(&values, &channels, &config.retry);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "alerts thread did not start: alerting is OFF");
+    }
+}
+
+/// Evaluates the rules on `values` and delivers what fired, resolved or escalated.
+pub fn evaluate(values: &BTreeMap<String, f64>, channels: &[Channel], retry: &RetryPolicy) {
+    let Some(m) = MONITOR.get() else { return };
+    let events = {
+        let Ok(mut engine) = m.alerts.lock() else {
+            return;
+        };
+        match engine.evaluate(now_ms(), &|name| values.get(name).copied()) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::error!(error = %e, "alert evaluation failed");
+                return;
+            }
+        }
+    };
+    for event in &events {
+        for d in deliver(channels, retry, event) {
+            tracing::debug!(channel = %d.channel, attempts = d.attempts, ok = d.error.is_none(), "alert delivered");
+        }
+    }
+}
+
+/// GET /metrics and /health on the daemon itself so that the engine's per-shard numbers and
+/// the health verdict in the registry are fresh.
+fn self_scrape(addr: SocketAddr, password: Option<&str>) {
+    for path in ["/metrics", "/health"] {
+        let result = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let auth = password
+                .map(|p| format!("authorization: Bearer {p}\r\n"))
+                .unwrap_or_default();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nhost: mantisd\r\n{auth}connection: close\r\n\r\n"
+            )?;
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).map(|_| ())
+        });
+        if let Err(e) = result {
+            tracing::debug!(%path, error = %e, "self-scrape failed");
+        }
+    }
+}
+
+/// Whether records are being taken (checked before building one on the data path).
+pub fn auditing() -> bool {
+    MONITOR.get().is_some_and(|m| m.audit_tx.is_some())
+}
+
+/// RESP: the target to audit for a command that writes or administers (`None` otherwise, or
+/// when auditing is off). Taken before the command consumes its arguments.
+pub fn resp_audit_target(name: &str, flags: &[&str], args: &[Vec<u8>]) -> Option<String> {
+    let audited = flags.contains(&"write") || flags.contains(&"admin") || name == "auth";
+    if !audited || !auditing() {
+        return None;
+    }
+    // AUTH's argument is the password: never in the trail.
+    let target = if name == "auth" {
+        String::new()
+    } else {
+        args.get(1).map_or_else(String::new, |a| truncate_target(a))
+    };
+    Some(target)
+}
+
+/// RESP: records a command [`resp_audit_target`] selected, with its outcome.
+pub fn audit_resp(
+    client_id: u64,
+    authenticated: bool,
+    name: &str,
+    target: Option<String>,
+    reply: &crate::resp::reply::Reply,
+) {
+    let Some(target) = target else { return };
+    let failed = match reply {
+        crate::resp::reply::Reply::Error(e) => Some(e.as_str()),
+        _ => None,
+    };
+    let who = if authenticated {
+        "default"
+    } else {
+        "anonymous"
+    };
+    record(
+        "resp",
+        who,
+        &format!("client:{client_id}"),
+        name,
+        target,
+        failed.unwrap_or("ok"),
+    );
+}
+
+/// SQL statements that change data or schema or grant rights, by their first word.
+pub fn sql_modifies(sql: &str) -> bool {
+    let first = sql
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .next()
+        .unwrap_or("");
+    [
+        "insert", "update", "delete", "create", "drop", "alter", "truncate", "grant", "revoke",
+        "copy", "merge",
+    ]
+    .iter()
+    .any(|w| first.eq_ignore_ascii_case(w))
+}
+
+/// PostgreSQL: records a data-modifying statement with its outcome.
+pub fn audit_sql(user: &str, sql: &str, error: Option<String>) {
+    if !auditing() || !sql_modifies(sql) {
+        return;
+    }
+    let what = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    record(
+        "pg",
+        user,
+        "pg",
+        &what,
+        truncate_target(sql.as_bytes()),
+        error.as_deref().unwrap_or("ok"),
+    );
+}
