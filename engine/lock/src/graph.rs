@@ -215,11 +215,22 @@ impl WaitForGraph {
         }
         let csr = Csr::build(self.nodes.len(), &self.edges, false);
         let mut alive = vec![true; self.nodes.len()];
+        let mut first_round = true;
         loop {
             let cycles = self.cycles_alive(algorithm, &csr, &alive);
             if cycles.is_empty() {
                 return resolution;
             }
+            if first_round && algorithm == DetectAlgorithm::Tarjan {
+                // Every cycle lies inside one strongly connected component, and removing
+                // victims creates no new cycle: later rounds search only the components found.
+                let mut in_scc = vec![false; alive.len()];
+                for &n in cycles.iter().flatten() {
+                    in_scc[n as usize] = true;
+                }
+                alive = in_scc;
+            }
+            first_round = false;
             resolution.cycles_found += cycles.len();
             let victims_before = resolution.victims.len();
             for cycle in cycles {

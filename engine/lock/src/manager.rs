@@ -221,7 +221,10 @@ impl LockManager {
                 strategy: victim.strategy,
                 cycle_len: victim.cycle_len,
             };
-            st.counters.deadlock_victims += 1;
+            // Counted where the victim waits, so a cross-shard victim counts once.
+            if resource.is_some() {
+                st.counters.deadlock_victims += 1;
+            }
             st.txns[t].aborted = Some(err.clone());
             st.release_txn(t, &err, false);
             true

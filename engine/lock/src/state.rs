@@ -360,6 +360,9 @@ impl State {
     /// Grants queued requests from the front while they fit (strict FIFO: stop at the first
     /// that does not).
     fn grant_waiters(&mut self, h: u32) {
+        if self.heads[h].waiting.is_empty() {
+            return; // the common case: no clock read on an uncontended release
+        }
         let now = Instant::now();
         while let Some(&r) = self.heads[h].waiting.front() {
             let (mode, upgrade_to) = (self.requests[r].mode, self.requests[r].upgrade_to);

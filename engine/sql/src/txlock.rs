@@ -169,3 +169,72 @@ impl Drop for TxnLocks {
         self.release_all();
     }
 }
+
+/// Runs `f` on every shard's lock manager and collects the answers, in shard order.
+async fn on_every_shard<R, F>(handle: &EngineHandle, f: F) -> Result<Vec<R>>
+where
+    R: Send + 'static,
+    F: Fn(&LockManager) -> R + Send + Sync + Clone + 'static,
+{
+    let mut answers = Vec::with_capacity(handle.shard_count());
+    for shard in 0..handle.shard_count() {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let f = f.clone();
+        handle
+            .spawn_on(shard, move || async move {
+                let _ = tx.send(f(&shard_locks()));
+            })
+            .map_err(|e| SqlError::storage("lock stats", e))?;
+        let answer = rx.await.map_err(|_| {
+            SqlError::new(
+                state::INTERNAL_ERROR,
+                format!("shard {shard} did not answer"),
+            )
+        })?;
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
+/// Every shard's lock statistics (for `GET /api/v1/locks` and `/metrics`).
+pub async fn lock_stats(handle: &EngineHandle) -> Result<Vec<mantis_lock::LockStats>> {
+    on_every_shard(handle, |m| m.stats()).await
+}
+
+/// One resource's holders, queue and history on every shard.
+pub async fn resource_views(
+    handle: &EngineHandle,
+    resource: ResourceId,
+) -> Result<Vec<mantis_lock::ResourceView>> {
+    on_every_shard(handle, move |m| m.resource_view(resource)).await
+}
+
+/// A global deadlock pass: gathers every shard's wait-for edges, merges them, picks victims
+/// by shard 0's configured strategy and aborts them on every shard. Shard-local cycles are
+/// also found by each shard's own tick; this finds the cycles that span shards.
+pub async fn detect_global(handle: &EngineHandle) -> Result<mantis_lock::Resolution> {
+    let parts = on_every_shard(handle, |m| (m.wait_graph(), m.config())).await?;
+    let mut graph = mantis_lock::WaitForGraph::new();
+    let mut config = None;
+    for (part, cfg) in &parts {
+        graph.add_shard(part);
+        config.get_or_insert_with(|| cfg.clone());
+    }
+    let config = config.unwrap_or_default();
+    let resolution = graph.resolve(
+        config.algorithm,
+        config.adaptive_small_edges_max,
+        config.victim,
+        &config.cost_weights,
+    );
+    if !resolution.victims.is_empty() {
+        let victims = resolution.victims.clone();
+        on_every_shard(handle, move |m| {
+            for v in &victims {
+                m.abort_victim(v);
+            }
+        })
+        .await?;
+    }
+    Ok(resolution)
+}
