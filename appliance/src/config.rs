@@ -133,6 +133,11 @@ pub struct Cli {
     /// Largest request one RESP connection may buffer (all arguments of one command), in bytes. [default: value limit x 2 + 1 MiB]
     #[arg(long, env = "MANTIS_REQUEST_BYTES_MAX", value_name = "BYTES")]
     pub request_bytes_max: Option<usize>,
+    /// Most single-key commands of one RESP pipeline run side by side (distinct keys only;
+    /// replies stay in order). 1 = one at a time, so that writes to different keys become
+    /// visible to other clients in the order sent, as in Redis. [default: 16]
+    #[arg(long, env = "MANTIS_PIPELINE_PARALLEL_MAX", value_name = "N")]
+    pub pipeline_parallel_max: Option<usize>,
     /// Largest HTTP request body, in bytes; larger gets 413. [default: value limit + 64 KiB]
     #[arg(long, env = "MANTIS_HTTP_BODY_BYTES_MAX", value_name = "BYTES")]
     pub http_body_bytes_max: Option<usize>,
@@ -191,6 +196,7 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub request_bytes_max: Option<usize>,
+    pub pipeline_parallel_max: Option<usize>,
     pub http_body_bytes_max: Option<usize>,
     pub http_header_bytes_max: Option<usize>,
     pub value_bytes_max: Option<usize>,
@@ -224,6 +230,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub drain_timeout: Duration,
     pub request_bytes_max: usize,
+    /// At least 1.
+    pub pipeline_parallel_max: usize,
     pub http_body_bytes_max: usize,
     pub http_header_bytes_max: usize,
     pub value_bytes_max: usize,
@@ -242,6 +250,10 @@ pub struct Config {
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
+pub const PIPELINE_PARALLEL_MAX_DEFAULT: usize = 16;
+/// Replies of a parallel run are all held at once: at most this many values per connection
+/// (as many as an MGET of this many keys).
+pub const PIPELINE_PARALLEL_MAX_LIMIT: usize = 64;
 pub const PG_ADDR_DEFAULT: &str = "127.0.0.1:5433";
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
 /// hyper refuses buffers below 8 KiB; 16 KiB fits any sane request head.
@@ -309,6 +321,11 @@ impl Config {
                 .request_bytes_max
                 .or(file.request_bytes_max)
                 .unwrap_or(value_bytes_max.saturating_mul(2).saturating_add(1 << 20)),
+            pipeline_parallel_max: cli
+                .pipeline_parallel_max
+                .or(file.pipeline_parallel_max)
+                .unwrap_or(PIPELINE_PARALLEL_MAX_DEFAULT)
+                .clamp(1, PIPELINE_PARALLEL_MAX_LIMIT),
             http_body_bytes_max: cli
                 .http_body_bytes_max
                 .or(file.http_body_bytes_max)

@@ -285,6 +285,50 @@ fn pipelining_answers_in_order() {
     assert_eq!(d.cli(&["GET", "bulk:999"]), "v");
 }
 
+/// A pipeline mixing runs of single-key commands on distinct keys (run side by side) with
+/// repeated keys, multi-key commands, AUTH and errors (which end a run) must answer exactly as
+/// the same pipeline run one command at a time (`--pipeline-parallel-max 1`).
+#[test]
+fn parallel_pipeline_answers_like_sequential() {
+    require_tool("redis-cli");
+    let mut pipeline = Vec::new();
+    pipeline.extend(encode(&[b"GET", b"before-auth"]));
+    pipeline.extend(encode(&[b"AUTH", b"pw"]));
+    for round in 0..20 {
+        for i in 0..24 {
+            let key = format!("k{}", (i * 7 + round) % 30);
+            let value = format!("{round}.{i}");
+            match i % 6 {
+                0 => pipeline.extend(encode(&[b"SET", key.as_bytes(), value.as_bytes()])),
+                1 => pipeline.extend(encode(&[b"GET", key.as_bytes()])),
+                2 => pipeline.extend(encode(&[b"INCR", format!("n{i}").as_bytes()])),
+                3 => pipeline.extend(encode(&[b"APPEND", key.as_bytes(), b"+"])),
+                4 => pipeline.extend(encode(&[b"DEL", key.as_bytes()])),
+                _ => pipeline.extend(encode(&[b"EXISTS", key.as_bytes()])),
+            }
+        }
+        pipeline.extend(encode(&[b"MGET", b"k1", b"k2", b"k3"]));
+        pipeline.extend(encode(&[b"SET", b"k1"]));
+        pipeline.extend(encode(&[b"INCR", b"k2"]));
+    }
+    pipeline.extend(encode(&[b"DBSIZE"]));
+    let mut answers = Vec::new();
+    for parallel in ["16", "1"] {
+        let d = Daemon::start(Options {
+            password: Some("pw".into()),
+            extra_args: vec!["--pipeline-parallel-max".into(), parallel.into()],
+            ..Options::default()
+        });
+        let mut c = d.resp_client();
+        c.send(&pipeline);
+        let replies: Vec<Vec<u8>> = (0..20 * 27 + 3).map(|_| c.read_reply()).collect();
+        assert!(replies[0].starts_with(b"-NOAUTH"), "{:?}", replies[0]);
+        assert_eq!(replies[1], b"+OK\r\n");
+        answers.push(replies);
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
 #[test]
 fn binary_keys_and_values() {
     let d = daemon();

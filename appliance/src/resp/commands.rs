@@ -150,6 +150,88 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
     reply
 }
 
+/// A command that touches exactly one key and needs nothing of its connection but whether it
+/// authenticated: GET, SET, INCR, EXPIRE, `DEL k`, … A pipeline may run a run of these side
+/// by side (see `conn.rs`).
+pub struct Keyed {
+    pub spec: &'static Spec,
+    /// False for read-only commands.
+    pub writes: bool,
+}
+
+impl Keyed {
+    /// `Some` when `args` (a whole command, name first) is a well-formed single-key command.
+    pub fn classify(args: &[Vec<u8>]) -> Option<Keyed> {
+        let spec = lookup(args.first()?)?;
+        if !arity_ok(spec.arity, args.len()) || spec.first_key != 1 {
+            return None;
+        }
+        let one_key =
+            spec.last_key == 1 || (spec.last_key == -1 && spec.key_step == 1 && args.len() == 2);
+        if !one_key {
+            return None;
+        }
+        let writes = !spec.flags.contains(&"readonly");
+        Some(Keyed { spec, writes })
+    }
+}
+
+/// What a command run side by side knows of its connection (a copy: the run's commands
+/// cannot change it).
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub id: u64,
+    pub authenticated: bool,
+}
+
+/// Runs a command [`Keyed::classify`] accepted, with the same replies and metrics as
+/// [`execute`].
+pub async fn execute_keyed(
+    shared: &Shared,
+    client: Client,
+    keyed: &Keyed,
+    args: Vec<Vec<u8>>,
+) -> Reply {
+    let authenticated = client.authenticated;
+    let started = Instant::now();
+    let name = keyed.spec.name;
+    let reply = if !authenticated {
+        Reply::Error("NOAUTH Authentication required.".into())
+    } else if is_string_command(name) {
+        strings::run(&shared.engine, name, args).await
+    } else {
+        keys::run_keyed(&shared.engine, name, args).await
+    };
+    if let Some(m) = shared.metrics.command_static("resp", name) {
+        m.observe(started.elapsed(), reply.is_error());
+    }
+    reply
+}
+
+fn is_string_command(name: &str) -> bool {
+    matches!(
+        name,
+        "get"
+            | "set"
+            | "setnx"
+            | "setex"
+            | "psetex"
+            | "getdel"
+            | "getex"
+            | "getset"
+            | "mget"
+            | "mset"
+            | "msetnx"
+            | "incr"
+            | "decr"
+            | "incrby"
+            | "decrby"
+            | "incrbyfloat"
+            | "append"
+            | "strlen"
+    )
+}
+
 async fn run(
     shared: &Shared,
     session: &mut Session,
@@ -160,9 +242,7 @@ async fn run(
     match name {
         "ping" | "echo" | "quit" | "auth" | "hello" | "select" | "info" | "config" | "client"
         | "command" | "time" | "dbsize" => server_cmds::run(shared, session, name, args).await,
-        "get" | "set" | "setnx" | "setex" | "psetex" | "getdel" | "getex" | "getset" | "mget"
-        | "mset" | "msetnx" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append"
-        | "strlen" => strings::run(engine, name, args).await,
+        _ if is_string_command(name) => strings::run(engine, name, args).await,
         "del" | "unlink" | "exists" | "type" | "expire" | "pexpire" | "expireat" | "pexpireat"
         | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "scan" => {
             keys::run(engine, session, name, args).await
@@ -186,6 +266,29 @@ mod tests {
         assert!(lookup(b"nosuch").is_none());
         assert!(arity_ok(2, 2) && !arity_ok(2, 3));
         assert!(arity_ok(-3, 3) && arity_ok(-3, 5) && !arity_ok(-3, 2));
+    }
+
+    fn args(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn keyed_accepts_single_key_data_commands_only() {
+        let k = |w: &[&str]| Keyed::classify(&args(w)).map(|k| (k.spec.name, k.writes));
+        assert_eq!(k(&["GET", "a"]), Some(("get", false)));
+        assert_eq!(k(&["set", "a", "1", "EX", "5"]), Some(("set", true)));
+        assert_eq!(k(&["incr", "a"]), Some(("incr", true)));
+        assert_eq!(k(&["del", "a"]), Some(("del", true)));
+        assert_eq!(k(&["exists", "a"]), Some(("exists", false)));
+        // Several keys, no key, session state, wrong arity: run one at a time.
+        assert_eq!(k(&["del", "a", "b"]), None);
+        assert_eq!(k(&["mset", "a", "1"]), None);
+        assert_eq!(k(&["scan", "0"]), None);
+        assert_eq!(k(&["auth", "pw"]), None);
+        assert_eq!(k(&["select", "0"]), None);
+        assert_eq!(k(&["get"]), None);
+        assert_eq!(k(&["get", "a", "b"]), None);
+        assert_eq!(k(&["nosuch", "a"]), None);
     }
 
     #[test]

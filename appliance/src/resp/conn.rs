@@ -10,7 +10,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::codec::{parse_command, Limits, Parsed};
-use super::commands::execute;
+use super::commands::{execute, execute_keyed, Client, Keyed};
 use super::reply::Reply;
 use super::session::Session;
 use crate::server::{register_client, ConnectionSlot, Shared};
@@ -22,6 +22,9 @@ pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Largest read buffer one connection keeps (for big values arriving).
 const READ_CHUNK_BYTES_MAX: usize = 256 * 1024;
+
+/// Most commands parsed from the input buffer before they are run: bounds the parsed copies.
+const PIPELINE_PARSED_MAX: usize = 256;
 
 /// Serves a connection until the client quits, closes, idles out, or sends garbage.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot) {
@@ -64,26 +67,18 @@ async fn run(
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut scratch: Vec<u8> = vec![0; READ_CHUNK_BYTES];
     let mut needed = 1usize;
+    let mut batch: Vec<Vec<Vec<u8>>> = Vec::with_capacity(PIPELINE_PARSED_MAX);
     loop {
-        // Run every complete command already received, in order.
+        // Take every complete command already received (up to a bound), then run them.
         let mut start = 0;
-        while input.len() - start >= needed {
+        let mut bad_frame = None;
+        while input.len() - start >= needed && batch.len() < PIPELINE_PARSED_MAX {
             match parse_command(&input[start..], &limits) {
                 Ok(Parsed::Command { args, consumed }) => {
                     start += consumed;
                     needed = 1;
-                    if args.is_empty() {
-                        continue;
-                    }
-                    let reply = execute(shared, session, args).await;
-                    reply.encode(session.protocol, &mut output);
-                    if output.len() >= OUTPUT_FLUSH_BYTES {
-                        stream.write_all(&output).await?;
-                        output.clear();
-                    }
-                    if session.closing {
-                        stream.write_all(&output).await?;
-                        return Ok(());
+                    if !args.is_empty() {
+                        batch.push(args);
                     }
                 }
                 Ok(Parsed::Incomplete { needed_bytes_min }) => {
@@ -91,16 +86,31 @@ async fn run(
                     break;
                 }
                 Err(e) => {
-                    shared
-                        .metrics
-                        .protocol_errors
-                        .with_label_values(&["resp"])
-                        .inc();
-                    Reply::err(&e).encode(session.protocol, &mut output);
-                    stream.write_all(&output).await?;
-                    return Err(ConnEnd::Protocol(e.to_string()));
+                    bad_frame = Some(e);
+                    break;
                 }
             }
+        }
+        let more_parsed = batch.len() == PIPELINE_PARSED_MAX;
+        run_batch(stream, shared, session, &mut batch, &mut output).await?;
+        if session.closing {
+            stream.write_all(&output).await?;
+            return Ok(());
+        }
+        if let Some(e) = bad_frame {
+            shared
+                .metrics
+                .protocol_errors
+                .with_label_values(&["resp"])
+                .inc();
+            Reply::err(&e).encode(session.protocol, &mut output);
+            stream.write_all(&output).await?;
+            return Err(ConnEnd::Protocol(e.to_string()));
+        }
+        if more_parsed {
+            // The buffer may hold more complete commands: parse on before reading.
+            input.drain(..start);
+            continue;
         }
         input.drain(..start);
         if !output.is_empty() {
@@ -129,4 +139,75 @@ async fn run(
             return Ok(());
         }
     }
+}
+
+/// Runs the parsed commands in order, encoding their replies into `output`; stops after QUIT.
+///
+/// Why side by side: a pipeline of durable writes run one at a time waits for one fdatasync
+/// per command; started together they share one group commit per shard (and reads on the
+/// other shard overlap their round trips). A run is only ever made of single-key commands
+/// on pairwise distinct keys, so no command in it can see or miss another's effect: the
+/// replies are those of running them in order. What is given up (only with
+/// `pipeline_parallel_max` > 1) is the order in which *other* clients may see writes to
+/// different keys of one run become visible.
+async fn run_batch(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    session: &mut Session,
+    batch: &mut Vec<Vec<Vec<u8>>>,
+    output: &mut Vec<u8>,
+) -> Result<(), ConnEnd> {
+    let parallel_max = shared.config.pipeline_parallel_max;
+    let mut commands = std::mem::take(batch).into_iter().peekable();
+    while let Some(args) = commands.next() {
+        let keyed = if parallel_max > 1 {
+            Keyed::classify(&args)
+        } else {
+            None
+        };
+        let Some(keyed) = keyed else {
+            let reply = execute(shared, session, args).await;
+            reply.encode(session.protocol, output);
+            if session.closing {
+                return Ok(());
+            }
+            flush_if_full(stream, output).await?;
+            continue;
+        };
+        let mut run = vec![(keyed, args)];
+        while run.len() < parallel_max {
+            let Some(next) = commands.peek() else { break };
+            let Some(keyed) = Keyed::classify(next) else {
+                break;
+            };
+            // `classify` guarantees a key at index 1.
+            if run.iter().any(|(_, a)| a[1] == next[1]) {
+                break;
+            }
+            let Some(next) = commands.next() else { break };
+            run.push((keyed, next));
+        }
+        let client = Client {
+            id: session.client_id,
+            authenticated: session.authenticated,
+        };
+        let replies =
+            futures::future::join_all(run.into_iter().map(|(keyed, args)| async move {
+                execute_keyed(shared, client, &keyed, args).await
+            }))
+            .await;
+        for reply in replies {
+            reply.encode(session.protocol, output);
+            flush_if_full(stream, output).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn flush_if_full(stream: &mut TcpStream, output: &mut Vec<u8>) -> Result<(), ConnEnd> {
+    if output.len() >= OUTPUT_FLUSH_BYTES {
+        stream.write_all(output).await?;
+        output.clear();
+    }
+    Ok(())
 }

@@ -25,8 +25,21 @@ pub async fn run(
     engine: &EngineHandle,
     session: &mut Session,
     name: &'static str,
-    mut args: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
 ) -> Reply {
+    if name != "scan" {
+        return run_keyed(engine, name, args).await;
+    }
+    scan(engine, session, &args)
+        .await
+        .unwrap_or_else(|e| match e {
+            Failure::Reply(r) => r,
+            Failure::Engine(e) => engine_error(name, &e),
+        })
+}
+
+/// Every command of this module but SCAN: none needs the connection's state.
+pub async fn run_keyed(engine: &EngineHandle, name: &'static str, mut args: Vec<Vec<u8>>) -> Reply {
     let result = match name {
         "del" | "unlink" => del(engine, args).await,
         "exists" => exists(engine, &args[1..]).await,
@@ -37,7 +50,6 @@ pub async fn run(
         "pexpireat" => expire(engine, name, ExpiryUnit::UnixMillis, args).await,
         "ttl" | "pttl" | "expiretime" | "pexpiretime" => ttl(engine, name, &args[1]).await,
         "persist" => persist(engine, std::mem::take(&mut args[1])).await,
-        "scan" => scan(engine, session, &args).await,
         _ => return super::args::unknown_command(&args),
     };
     result.unwrap_or_else(|e| match e {
