@@ -117,10 +117,7 @@ impl AccessTracker {
     /// Whether block `block` of `segment_id` went untouched for the last `window` closed
     /// epochs (and the current one) and its segment is at least that old.
     pub fn is_cold(&self, segment_id: u64, block: usize, window: usize) -> bool {
-        assert!(
-            (1..=EPOCH_HISTORY_MAX).contains(&window),
-            "window {window}"
-        );
+        assert!((1..=EPOCH_HISTORY_MAX).contains(&window), "window {window}");
         let Some(&born) = self.born.get(&segment_id) else {
             return false;
         };
