@@ -416,11 +416,9 @@ fn pgbench_custom_script_with_prepared_statements() {
     )
     .unwrap();
     let out = Command::new("pgbench")
-        // One client: two concurrent `SET abalance = abalance + 1` on the same row can lose an
-        // update today (mantis-sql has no row locks yet; CI of ca1f4a5 saw 99 of 100). That is
-        // issue 9's (isolation), recorded in docs/sql.md; this test checks the prepared
-        // protocol path and that every update of one client counts.
-        .args(["-n", "-M", "prepared", "-c", "1", "-j", "1", "-t", "100"])
+        // Two clients: concurrent `SET abalance = abalance + 1` on the same row must not lose
+        // an update (row X locks held to commit, issue 9; before them CI saw 99 of 100).
+        .args(["-n", "-M", "prepared", "-c", "2", "-j", "2", "-t", "100"])
         .args([
             "-h",
             "127.0.0.1",
@@ -440,9 +438,9 @@ fn pgbench_custom_script_with_prepared_statements() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert_has(&text, "number of transactions actually processed: 100/100");
+    assert_has(&text, "number of transactions actually processed: 200/200");
     let out = psql(&d, "SELECT sum(abalance) AS total FROM acc;");
-    assert_has(&out, "   100\n");
+    assert_has(&out, "   200\n");
 }
 
 #[test]
