@@ -15,6 +15,7 @@ mod harness;
 mod hist;
 mod interference;
 mod keydist;
+mod locks;
 mod machine;
 mod plot;
 mod recorder;
@@ -197,6 +198,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
             signals::install().map_err(BenchError::Executor)?;
             cli::compare(&args, command_line)
         }
+        Command::Locks(args) => locks::run(&args),
         Command::Compression(args) => compression::run(&args),
     }
 }
