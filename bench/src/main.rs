@@ -58,6 +58,9 @@ enum Command {
     /// Issue 7: bytes stored per codec on JSON documents, cached get p99 LZ4 vs none, get p99
     /// with the scrubber and cold recompression at their default rates vs without.
     Compression(compression::CompressionArgs),
+    /// Lock manager figures (issue 9): uncontended acquire+release ns per lock, deadlock
+    /// detection over a 10,000-edge wait-for graph per algorithm.
+    Locks(locks::LocksArgs),
 }
 
 #[derive(Args, Debug, Clone)]
