@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mantis_lock::{
-    DetectAlgorithm, LockConfig, LockManager, LockMode, ResourceId, ShardWaitGraph, TxnCost, TxnId, VictimStrategy,
-    WaitEdge, WaitForGraph,
+    DetectAlgorithm, LockConfig, LockManager, LockMode, ResourceId, ShardWaitGraph, TxnCost, TxnId,
+    VictimStrategy, WaitEdge, WaitForGraph,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -82,7 +82,10 @@ fn uncontended(txns: u64, per_txn: u64, hierarchical: bool) -> f64 {
                     let done = fut.as_mut().poll(&mut cx);
                     assert!(done.is_ready(), "uncontended lock waited");
                 } else {
-                    let granted = matches!(m.try_lock(id, r, LockMode::X), Ok(mantis_lock::Acquire::Granted));
+                    let granted = matches!(
+                        m.try_lock(id, r, LockMode::X),
+                        Ok(mantis_lock::Acquire::Granted)
+                    );
                     assert!(granted, "uncontended lock waited");
                 }
             }
@@ -146,7 +149,12 @@ fn graph_parts(edges: usize, cycles: usize, shards: u32, seed: u64) -> Vec<Shard
     parts
 }
 
-fn detect_figure(parts: &[ShardWaitGraph], algorithm: DetectAlgorithm, label: &str, passes: usize) -> DetectFigure {
+fn detect_figure(
+    parts: &[ShardWaitGraph],
+    algorithm: DetectAlgorithm,
+    label: &str,
+    passes: usize,
+) -> DetectFigure {
     let config = LockConfig::default();
     let mut times: Vec<Duration> = Vec::with_capacity(passes);
     let mut last = None;
@@ -186,7 +194,11 @@ pub fn run(args: &LocksArgs) -> Result<(), BenchError> {
     for (case, per_txn, hierarchical) in [
         ("row X, 1 lock per txn", 1, false),
         ("row X, 8 locks per txn", 8, false),
-        ("row X with IX on table and database (3 locks), 8 rows per txn", 8, true),
+        (
+            "row X with IX on table and database (3 locks), 8 rows per txn",
+            8,
+            true,
+        ),
     ] {
         let ns_per_lock = uncontended(args.txns, per_txn, hierarchical);
         println!("uncontended acquire+release: {case}: {ns_per_lock:.1} ns per lock (goal <= 100)");

@@ -1,8 +1,8 @@
 //! The HTTP/1.1 front end: hyper 1 on a glommio socket (through `smol-hyper`'s futures-io
 //! adapter), routing, bearer-token authentication, and per-route metrics.
 
-pub mod compression;
 pub mod alerts;
+pub mod compression;
 pub mod encoding;
 pub mod error;
 pub mod health;
@@ -35,12 +35,12 @@ pub const ROUTES: &[&str] = &[
     "ready",
     "metrics",
     "sql",
-    "alerts",
-    "metrics_json",
     "integrity",
     "integrity_scrub",
     "compression_stats",
     "compression_recommendations",
+    "alerts",
+    "metrics_json",
 ];
 
 /// The smallest read buffer hyper accepts.

@@ -195,6 +195,8 @@ pub async fn execute_keyed(
     let authenticated = client.authenticated;
     let started = Instant::now();
     let name = keyed.spec.name;
+    // Audited exactly as `execute` audits: a write run side by side is still a write.
+    let audit = crate::monitoring::resp_audit_target(name, keyed.spec.flags, &args);
     let reply = if !authenticated {
         Reply::Error("NOAUTH Authentication required.".into())
     } else if is_string_command(name) {
@@ -202,6 +204,7 @@ pub async fn execute_keyed(
     } else {
         keys::run_keyed(&shared.engine, name, args).await
     };
+    crate::monitoring::audit_resp(client.id, authenticated, name, audit, &reply);
     if let Some(m) = shared.metrics.command_static("resp", name) {
         m.observe(started.elapsed(), reply.is_error());
     }
