@@ -2,24 +2,31 @@
 //! appliance (see the report in docs/chaos.md).
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::process::Command;
 
-/// Found with seed 2: after 1–10 MiB values (SET EX) and a SIGKILL, mantisd's restart never
-/// reports READY (one shard's WAL recovery does not finish within 120 s).
-#[test]
-fn restart_after_crash_with_multi_mib_values() {
+/// Builds the mantisd binary these tests drive (cargo builds only the test's own package's
+/// binaries) and returns its path, next to mantis-chaos in the same target directory.
+fn build_mantisd() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
         .args(["build", "-q", "-p", "mantisd"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap();
-    assert!(built.success());
-    let chaos = env!("CARGO_BIN_EXE_mantis-chaos");
-    let mantisd = std::path::Path::new(chaos)
+    assert!(built.success(), "cargo build -p mantisd failed");
+    std::path::Path::new(env!("CARGO_BIN_EXE_mantis-chaos"))
         .parent()
         .unwrap()
-        .join("mantisd");
+        .join("mantisd")
+}
+
+/// Found with seed 2: after 1–10 MiB values (SET EX) and a SIGKILL, mantisd's restart never
+/// reports READY (one shard's WAL recovery does not finish within 120 s).
+#[test]
+fn restart_after_crash_with_multi_mib_values() {
+    let chaos = env!("CARGO_BIN_EXE_mantis-chaos");
+    let mantisd = build_mantisd();
     let reports = tempfile::tempdir().unwrap();
     let out = Command::new(chaos)
         .arg("--mantisd")
@@ -63,18 +70,7 @@ fn restart_after_sigkill_always_becomes_ready() {
 
     const RESTARTS: usize = 30;
     const ACKED_WANTED: u64 = 400;
-    let chaos = env!("CARGO_BIN_EXE_mantis-chaos");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "-q", "-p", "mantisd"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(built.success());
-    let mantisd = std::path::Path::new(chaos)
-        .parent()
-        .unwrap()
-        .join("mantisd");
+    let mantisd = build_mantisd();
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let mut cfg = DaemonConfig::new(&mantisd, &dir.path().join("data"), 45);
     // The corruption sweep's configuration, where the hang was seen.
