@@ -64,15 +64,20 @@ fn monitor() -> Result<&'static monitoring::Monitor, ApiError> {
     monitoring::get().ok_or_else(|| ApiError::not_ready("the monitor has not started"))
 }
 
-fn list() -> Result<HttpResponse, ApiError> {
-    let m = monitor()?;
-    let engine = m.alerts.lock().map_err(|_| {
+/// The alert engine, locked (the alerts thread evaluates rules under the same lock).
+fn alert_engine() -> Result<std::sync::MutexGuard<'static, mantis_monitor::alerts::Engine>, ApiError>
+{
+    monitor()?.alerts.lock().map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "poisoned",
             "alert engine poisoned",
         )
-    })?;
+    })
+}
+
+fn list() -> Result<HttpResponse, ApiError> {
+    let engine = alert_engine()?;
     let history: Vec<_> = engine.history().collect();
     let skip = history.len().saturating_sub(HISTORY_LISTED_MAX);
     Ok(json_response(
@@ -87,18 +92,7 @@ fn list() -> Result<HttpResponse, ApiError> {
 }
 
 fn acknowledge(rule: &str, who: &str) -> Result<HttpResponse, ApiError> {
-    let m = monitor()?;
-    let result = m
-        .alerts
-        .lock()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "poisoned",
-                "alert engine poisoned",
-            )
-        })?
-        .acknowledge(rule, who, now_ms());
+    let result = alert_engine()?.acknowledge(rule, who, now_ms());
     audit_admin("alert.ack", rule, &result);
     result.map_err(engine_error)?;
     Ok(json_response(
@@ -120,20 +114,9 @@ fn silence(rule: &str, who: &str, query: Option<&str>) -> Result<HttpResponse, A
             format!("minutes must be 1..={SILENCE_MINUTES_MAX}"),
         ));
     }
-    let m = monitor()?;
     let now = now_ms();
     let until_ms = now + minutes * 60_000;
-    let result = m
-        .alerts
-        .lock()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "poisoned",
-                "alert engine poisoned",
-            )
-        })?
-        .silence(rule, until_ms, who, now);
+    let result = alert_engine()?.silence(rule, until_ms, who, now);
     audit_admin("alert.silence", rule, &result);
     result.map_err(engine_error)?;
     Ok(json_response(
