@@ -138,52 +138,87 @@ pub(crate) fn parse_header(b: &[u8]) -> Option<Header> {
     })
 }
 
-/// Reads every valid record of one manifest file: (sequence, state) of the last valid one.
-async fn read_last_state(
+/// What one manifest file holds: the valid record with the highest sequence number, and
+/// whether damage was found *before* it.
+pub(crate) struct FileScan {
+    /// (sequence, state, offset just past the record).
+    pub best: Option<(u64, ManifestState, u64)>,
+    /// Offset of the first block that is neither a valid record nor part of one, when it lies
+    /// before `best`: mid-log damage (bit rot), not a torn tail.
+    pub damaged_at: Option<u64>,
+}
+
+/// Reads the record at `offset`, if a valid one starts there: (header, state, record length).
+async fn read_record(
     shard: usize,
     file: &Rc<dyn File>,
-) -> Result<Option<(u64, ManifestState)>> {
+    offset: u64,
+    size: u64,
+) -> Result<Option<(Header, ManifestState, u64)>> {
+    let head = file
+        .read_at(offset, BLOCK_SIZE)
+        .await
+        .map_err(|e| EngineError::storage(shard, e))?;
+    let Some(h) = parse_header(&head) else {
+        return Ok(None);
+    };
+    if h.payload_len > MANIFEST_RECORD_BYTES_MAX
+        || offset + (HEADER_BYTES + h.payload_len) as u64 > size
+    {
+        return Ok(None);
+    }
+    let body = if HEADER_BYTES + h.payload_len <= BLOCK_SIZE {
+        head[HEADER_BYTES..HEADER_BYTES + h.payload_len].to_vec()
+    } else {
+        file.read_at(offset + HEADER_BYTES as u64, h.payload_len)
+            .await
+            .map_err(|e| EngineError::storage(shard, e))?
+    };
+    if crc32fast::hash(&body) != h.payload_crc {
+        return Ok(None);
+    }
+    let Some(state) = ManifestState::decode(&body) else {
+        return Ok(None);
+    };
+    let record_len = align_up(HEADER_BYTES + h.payload_len) as u64;
+    Ok(Some((h, state, record_len)))
+}
+
+/// Scans every block of one manifest file for valid records; the highest sequence wins.
+///
+/// Why every block and not just the chain of records from offset 0: the first version stopped
+/// at the first bad record and used the state before it. A bit flipped in a record in the
+/// middle of the log then silently resurrected an old state, and the segment files written
+/// since were deleted at open as "not in the manifest" — committed data lost without an error.
+/// Each record is a full state, so a damaged record is harmless once a later valid one exists;
+/// what matters is to find that later one. A torn tail (a crash during the last append) is
+/// damage *after* the best record and needs nothing.
+pub(crate) async fn scan_file(shard: usize, file: &Rc<dyn File>) -> Result<FileScan> {
     let size = file
         .size()
         .await
         .map_err(|e| EngineError::storage(shard, e))?;
     let mut offset = 0u64;
-    let mut last: Option<(u64, ManifestState)> = None;
+    let mut first_bad: Option<u64> = None;
+    let mut best: Option<(u64, ManifestState, u64)> = None;
+    let mut best_offset = 0u64;
     while offset + BLOCK_SIZE as u64 <= size {
-        let head = file
-            .read_at(offset, BLOCK_SIZE)
-            .await
-            .map_err(|e| EngineError::storage(shard, e))?;
-        let Some(h) = parse_header(&head) else { break };
-        if h.payload_len > MANIFEST_RECORD_BYTES_MAX
-            || offset + (HEADER_BYTES + h.payload_len) as u64 > size
-        {
-            break;
-        }
-        let record_len = align_up(HEADER_BYTES + h.payload_len);
-        let body = if HEADER_BYTES + h.payload_len <= BLOCK_SIZE {
-            head[HEADER_BYTES..HEADER_BYTES + h.payload_len].to_vec()
-        } else {
-            file.read_at(offset + HEADER_BYTES as u64, h.payload_len)
-                .await
-                .map_err(|e| EngineError::storage(shard, e))?
-        };
-        if crc32fast::hash(&body) != h.payload_crc {
-            break;
-        }
-        let Some(state) = ManifestState::decode(&body) else {
-            break;
-        };
-        if let Some((prev, _)) = &last {
-            if h.seq <= *prev {
-                // A stale record past the end of this generation's log.
-                break;
+        match read_record(shard, file, offset, size).await? {
+            Some((h, state, record_len)) => {
+                if best.as_ref().is_none_or(|(seq, _, _)| h.seq > *seq) {
+                    best_offset = offset;
+                    best = Some((h.seq, state, offset + record_len));
+                }
+                offset += record_len;
+            }
+            None => {
+                first_bad.get_or_insert(offset);
+                offset += BLOCK_SIZE as u64;
             }
         }
-        last = Some((h.seq, state));
-        offset += record_len as u64;
     }
-    Ok(last)
+    let damaged_at = first_bad.filter(|&at| best.is_some() && at < best_offset);
+    Ok(FileScan { best, damaged_at })
 }
 
 fn file_name(generation: u64) -> String {
@@ -225,8 +260,8 @@ impl Manifest {
                 .open(&path, OpenMode::ReadWrite)
                 .await
                 .map_err(|e| EngineError::storage(shard, e))?;
-            if let Some((seq, state)) = read_last_state(shard, &file).await? {
-                let end = Self::end_offset(shard, &file, seq).await?;
+            let scan = scan_file(shard, &file).await?;
+            if let Some((seq, state, end)) = scan.best {
                 let m = Manifest {
                     shard,
                     storage: storage.clone(),
@@ -236,6 +271,14 @@ impl Manifest {
                     offset: Cell::new(end),
                     seq: Cell::new(seq),
                 };
+                if let Some(at) = scan.damaged_at {
+                    // Appending after a damaged log would keep the damage forever and make
+                    // the next scan depend on it: rewrite the winning state into a fresh
+                    // generation (synced before the damaged file goes).
+                    tracing::error!(shard, file = %path.display(), offset = at, seq,
+                        "damaged manifest record before the newest valid one: rewriting the manifest");
+                    m.rotate(seq + 1, &state).await?;
+                }
                 m.remove_older_generations(&generations).await?;
                 return Ok((m, state));
             }
@@ -255,24 +298,6 @@ impl Manifest {
         };
         let m = Self::create_generation(storage, dir, shard, 1, 1, &state).await?;
         Ok((m, state))
-    }
-
-    /// The offset just past the record with sequence `seq` (the last valid one).
-    async fn end_offset(shard: usize, file: &Rc<dyn File>, seq: u64) -> Result<u64> {
-        let mut offset = 0u64;
-        loop {
-            let head = file
-                .read_at(offset, BLOCK_SIZE)
-                .await
-                .map_err(|e| EngineError::storage(shard, e))?;
-            let Some(h) = parse_header(&head) else {
-                return Ok(offset);
-            };
-            offset += align_up(HEADER_BYTES + h.payload_len) as u64;
-            if h.seq == seq {
-                return Ok(offset);
-            }
-        }
     }
 
     async fn create_generation(
@@ -428,6 +453,58 @@ mod tests {
                 .unwrap();
             let (_m, s) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
             assert_eq!(s, state(1));
+        });
+    }
+
+    /// The story: the first reader stopped at the first bad record and used the state before
+    /// it, so one flipped bit in the middle of the log brought back an old segment list and the
+    /// newer segment files were deleted at open. Every record is a full state: the newest valid
+    /// one must win, and the damaged log is rewritten into a fresh generation.
+    #[test]
+    fn damaged_middle_record_does_not_hide_newer_state() {
+        run(|| async {
+            let sim = SimStorage::new(10);
+            let dir = PathBuf::from("/m");
+            let (m, _) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
+            for n in 1..=5 {
+                m.commit(&state(n)).await.unwrap();
+            }
+            drop(m);
+            let path = dir.join(file_name(1));
+            // Records are one block each: block 0 is the empty state, block 2 is state(2).
+            sim.flip_bit(&path, 2 * BLOCK_SIZE as u64 + HEADER_BYTES as u64 + 3, 4)
+                .unwrap();
+            let (m, s) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
+            assert_eq!(s, state(5));
+            assert_eq!(m.generation(), 2, "rewritten into a new generation");
+            assert_eq!(sim.files(), vec![dir.join(file_name(2))]);
+            m.commit(&state(6)).await.unwrap();
+            drop(m);
+            let file = sim
+                .handle()
+                .open(&dir.join(file_name(2)), OpenMode::ReadWrite)
+                .await
+                .unwrap();
+            let scan = scan_file(0, &file).await.unwrap();
+            assert!(scan.damaged_at.is_none());
+            assert_eq!(scan.best.map(|b| b.1), Some(state(6)));
+        });
+    }
+
+    #[test]
+    fn damaged_header_in_the_middle_is_skipped_too() {
+        run(|| async {
+            let sim = SimStorage::new(12);
+            let dir = PathBuf::from("/m");
+            let (m, _) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
+            for n in 1..=3 {
+                m.commit(&state(n)).await.unwrap();
+            }
+            drop(m);
+            let path = dir.join(file_name(1));
+            sim.flip_bit(&path, BLOCK_SIZE as u64 + 2, 0).unwrap(); // magic of state(1)
+            let (_m, s) = Manifest::open(sim.handle(), &dir, 0).await.unwrap();
+            assert_eq!(s, state(3));
         });
     }
 

@@ -200,6 +200,7 @@ impl Shard {
         if let Some(e) = replay_error {
             return Err(e);
         }
+        remove_orphan_segments(id, &dir, &storage, &mstate).await?;
         tracing::info!(
             shard = id,
             segments = segments.len(),
@@ -336,8 +337,7 @@ fn replay_record(active: &mut Memtable, rec: &WalRecord) -> std::result::Result<
     Ok(())
 }
 
-/// Opens the manifest's segments and removes files the manifest does not list: they are the
-/// leftovers of a flush or compaction that crashed before its manifest commit.
+/// Opens the segments the manifest lists. A missing or unreadable one fails the open.
 async fn open_segments(
     id: usize,
     dir: &Path,
@@ -345,6 +345,30 @@ async fn open_segments(
     cache: &Rc<BlockCache>,
     mstate: &ManifestState,
 ) -> Result<Vec<Rc<LiveSegment>>> {
+    let mut out = Vec::with_capacity(mstate.segments.len());
+    for r in &mstate.segments {
+        let path = segment_path(dir, r.id);
+        let seg = Segment::open(storage, &path, r.id, cache.clone())
+            .await
+            .map_err(|e| EngineError::table(id, e))?;
+        out.push(Rc::new(LiveSegment { r: r.clone(), seg }));
+    }
+    Ok(out)
+}
+
+/// Removes segment files the manifest does not list: leftovers of a flush or compaction that
+/// crashed before its manifest commit, or of a compaction whose deletions did not finish.
+///
+/// Runs only after the manifest's segments opened and the WAL replayed without a gap: if the
+/// manifest state were older than the truth (a damaged record), the WAL check refuses the
+/// start, and the files this would delete may be the only copy of committed data. Deleting
+/// first (as the first version did) turned a refused start into lost data.
+async fn remove_orphan_segments(
+    id: usize,
+    dir: &Path,
+    storage: &Rc<dyn Storage>,
+    mstate: &ManifestState,
+) -> Result<()> {
     let seg_dir = dir.join(SEGMENT_DIR);
     let live: HashSet<PathBuf> = mstate
         .segments
@@ -365,15 +389,7 @@ async fn open_segments(
                 .map_err(|e| EngineError::storage(id, e))?;
         }
     }
-    let mut out = Vec::with_capacity(mstate.segments.len());
-    for r in &mstate.segments {
-        let path = segment_path(dir, r.id);
-        let seg = Segment::open(storage, &path, r.id, cache.clone())
-            .await
-            .map_err(|e| EngineError::table(id, e))?;
-        out.push(Rc::new(LiveSegment { r: r.clone(), seg }));
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether a stored entry is visible at `now_ms`.
