@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod lifecycle;
 pub mod listen;
+pub mod locks;
 pub mod metrics;
 pub mod monitoring;
 pub mod net;

@@ -32,6 +32,7 @@ impl Protocol {
 
 /// Starts the accept loops of this shard. Runs on the shard's executor.
 pub fn start_shard(shared: Arc<Shared>, resp: OwnedFd, http: OwnedFd) {
+    crate::locks::start_shard(&shared);
     for (protocol, fd) in [(Protocol::Resp, resp), (Protocol::Http, http)] {
         let raw = fd.into_raw_fd();
         register_listener(raw);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod integrity;
 pub mod kv;
+pub mod locks;
 pub mod sql;
 
 use std::convert::Infallible;
@@ -41,6 +42,9 @@ pub const ROUTES: &[&str] = &[
     "compression_recommendations",
     "alerts",
     "metrics_json",
+    locks::ROUTE_STATS,
+    locks::ROUTE_RESOURCE,
+    locks::ROUTE_DETECT,
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -141,6 +145,9 @@ async fn route(
         return answer;
     }
     if let Some(answer) = compression::route(shared, &req, &path).await {
+        return answer;
+    }
+    if let Some(answer) = locks::route(shared, &req, &path).await {
         return answer;
     }
     if path == "/api/v1/sql" {

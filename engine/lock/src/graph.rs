@@ -110,23 +110,47 @@ impl WaitForGraph {
         self.edges.len()
     }
 
-    fn node(&mut self, txn: TxnId) -> u32 {
-        if let Some(&n) = self.index.get(&txn) {
-            return n;
+    /// The node of `txn` (created if new) and whether it already existed. One hash operation:
+    /// merging is most of a detection pass over a large graph.
+    fn node(&mut self, txn: TxnId) -> (u32, bool) {
+        let next = self.nodes.len() as u32;
+        match self.index.entry(txn) {
+            std::collections::hash_map::Entry::Occupied(e) => (*e.get(), true),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(next);
+                self.nodes.push(TxnCost {
+                    txn,
+                    start_seq: txn.0,
+                    locks_held: 0,
+                    work: 0,
+                });
+                (next, false)
+            }
         }
-        let n = self.nodes.len() as u32;
-        self.nodes.push(TxnCost {
-            txn,
-            start_seq: txn.0,
-            locks_held: 0,
-            work: 0,
-        });
-        self.index.insert(txn, n);
-        n
+    }
+
+    /// The graph of every shard's part, sized once for all of them.
+    pub fn from_shards(parts: &[ShardWaitGraph]) -> Self {
+        let txns: usize = parts.iter().map(|p| p.txns.len()).sum();
+        let edges: usize = parts.iter().map(|p| p.edges.len()).sum();
+        let mut graph = WaitForGraph {
+            index: FxHashMap::default(),
+            nodes: Vec::with_capacity(txns),
+            edges: Vec::with_capacity(edges),
+        };
+        graph.index.reserve(txns);
+        for part in parts {
+            graph.add_shard(part);
+        }
+        graph
     }
 
     /// Adds what one shard knows; locks and work add up across shards.
     pub fn add_shard(&mut self, part: &ShardWaitGraph) {
+        // Sized up front: growing the index rehashes every transaction seen so far.
+        self.index.reserve(part.txns.len());
+        self.nodes.reserve(part.txns.len());
+        self.edges.reserve(part.edges.len());
         for cost in &part.txns {
             self.add_txn(*cost);
         }
@@ -136,9 +160,8 @@ impl WaitForGraph {
     }
 
     pub fn add_txn(&mut self, cost: TxnCost) {
-        let known = self.index.contains_key(&cost.txn);
-        let n = self.node(cost.txn) as usize;
-        let node = &mut self.nodes[n];
+        let (n, known) = self.node(cost.txn);
+        let node = &mut self.nodes[n as usize];
         if known {
             node.start_seq = node.start_seq.min(cost.start_seq);
         } else {
@@ -152,8 +175,8 @@ impl WaitForGraph {
         if waiter == holder {
             return; // a transaction never waits for itself (upgrades exclude the own lock)
         }
-        let a = self.node(waiter);
-        let b = self.node(holder);
+        let (a, _) = self.node(waiter);
+        let (b, _) = self.node(holder);
         self.edges.push((a, b));
     }
 

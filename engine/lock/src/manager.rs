@@ -176,7 +176,7 @@ impl LockManager {
     /// Releases every lock of `txn` and forgets it (COMMIT / ROLLBACK). Returns locks released.
     pub fn end_txn(&self, txn: TxnId) -> usize {
         self.with(|st| {
-            let Some(&t) = st.by_txn.get(&txn) else {
+            let Some(t) = st.txn_slot(txn) else {
                 return 0;
             };
             let reason = LockError::Cancelled {
@@ -348,7 +348,7 @@ impl LockManager {
         let st = self.inner.borrow();
         let t = *st.by_txn.get(&txn)?;
         let h = *st.by_resource.get(&resource)?;
-        let r = *st.held_index.get(&(t, h))?;
+        let r = st.find_held(t, h)?;
         Some(st.requests[r].mode)
     }
 
@@ -380,7 +380,7 @@ impl LockManager {
             cancelled_total: c.cancelled,
             detections_total: c.detections,
             detect_last_us: c.detect_last_us,
-            granted_now: st.held_index.len() as u64,
+            granted_now: st.counters.granted_now,
             waiting_now: c.waiting_now,
             resources_now: st.by_resource.len() as u64,
             txns_now: st.by_txn.len() as u64,

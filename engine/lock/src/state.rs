@@ -37,6 +37,8 @@ pub(crate) struct Request {
     pub(crate) outcome: Outcome,
     pub(crate) waker: Option<Waker>,
     pub(crate) granted_pos: u32,
+    /// Listed in `State::held_index` (its head has had more than `HELD_SCAN_MAX` holders).
+    pub(crate) indexed: bool,
     pub(crate) enqueued_at: Option<Instant>,
     pub(crate) granted_at: Option<Instant>,
 }
@@ -47,7 +49,16 @@ pub(crate) struct Head {
     pub(crate) granted: Vec<u32>,
     pub(crate) waiting: VecDeque<u32>,
     pub(crate) counts: [u32; MODE_COUNT],
+    /// Its holders are listed in `State::held_index` (set once it has had more than
+    /// `HELD_SCAN_MAX` holders; reset when the head is recycled).
+    pub(crate) indexed: bool,
 }
+
+/// Up to this many holders, a transaction's own lock on a resource is found by scanning the
+/// holders; beyond it, through `held_index`. Why: the index cost three hash operations per
+/// uncontended lock (lookup, insert, remove) — most of the fast path — while almost every
+/// resource has one or a few holders; only hot intention locks (a database's IS) have many.
+pub(crate) const HELD_SCAN_MAX: usize = 8;
 
 impl Default for Head {
     fn default() -> Self {
@@ -56,6 +67,7 @@ impl Default for Head {
             granted: Vec::new(),
             waiting: VecDeque::new(),
             counts: [0; MODE_COUNT],
+            indexed: false,
         }
     }
 }
@@ -84,6 +96,7 @@ pub(crate) struct Counters {
     pub(crate) detections: u64,
     pub(crate) detect_last_us: u64,
     pub(crate) waiting_now: u64,
+    pub(crate) granted_now: u64,
     pub(crate) queue_depth_max: u64,
 }
 
@@ -100,9 +113,12 @@ pub(crate) struct State {
     pub(crate) txns: Pool<Txn>,
     pub(crate) by_resource: FxHashMap<ResourceId, u32>,
     pub(crate) by_txn: FxHashMap<TxnId, u32>,
-    /// (txn slot, head) → request: finds a transaction's own lock without scanning holders
-    /// (a database IS lock can have thousands).
+    /// (txn slot, head) → request, for heads with more than `HELD_SCAN_MAX` holders: finds a
+    /// transaction's own lock without scanning them (a database IS lock can have thousands).
     pub(crate) held_index: FxHashMap<(u32, u32), u32>,
+    /// The transaction of the last acquire: a transaction takes its locks one after another,
+    /// so this saves the `by_txn` lookup for all but the first.
+    last_txn: Option<(TxnId, u32)>,
     pub(crate) counters: Counters,
     pub(crate) profiler: Profiler,
     pub(crate) timeout: AdaptiveTimeout,
@@ -130,6 +146,7 @@ impl State {
             by_resource: FxHashMap::default(),
             by_txn: FxHashMap::default(),
             held_index: FxHashMap::default(),
+            last_txn: None,
             counters: Counters::default(),
             profiler,
             timeout,
@@ -156,6 +173,11 @@ impl State {
         if let Some(&t) = self.by_txn.get(&txn) {
             return Ok(t);
         }
+        self.register_new_txn(txn, start_seq)
+    }
+
+    /// Registers `txn`, known not to be registered yet.
+    fn register_new_txn(&mut self, txn: TxnId, start_seq: u64) -> Result<u32, LockError> {
         let t = self
             .txns
             .alloc()
@@ -169,8 +191,51 @@ impl State {
         rec.start_seq = start_seq;
         rec.work = 0;
         rec.aborted = None;
-        self.by_txn.insert(txn, t);
+        let before = self.by_txn.insert(txn, t);
+        assert!(before.is_none(), "txn {txn} registered twice");
+        self.last_txn = Some((txn, t));
         Ok(t)
+    }
+
+    /// The slot of a registered transaction.
+    pub(crate) fn txn_slot(&mut self, txn: TxnId) -> Option<u32> {
+        if let Some((id, t)) = self.last_txn {
+            if id == txn {
+                debug_assert_eq!(self.txns[t].id, Some(txn), "stale last_txn");
+                return Some(t);
+            }
+        }
+        let t = *self.by_txn.get(&txn)?;
+        self.last_txn = Some((txn, t));
+        Some(t)
+    }
+
+    /// Forgets transaction slot `t` (its locks are released).
+    pub(crate) fn forget_txn(&mut self, t: u32) {
+        assert!(
+            self.txns[t].held.is_empty(),
+            "forgetting a txn that holds locks"
+        );
+        if let Some(id) = self.txns[t].id.take() {
+            self.by_txn.remove(&id);
+        }
+        if self.last_txn.is_some_and(|(_, slot)| slot == t) {
+            self.last_txn = None;
+        }
+        self.txns.free(t);
+    }
+
+    /// `t`'s granted request on head `h`, if it holds one.
+    pub(crate) fn find_held(&self, t: u32, h: u32) -> Option<u32> {
+        let head = &self.heads[h];
+        if head.indexed {
+            return self.held_index.get(&(t, h)).copied();
+        }
+        debug_assert!(head.granted.len() <= HELD_SCAN_MAX);
+        head.granted
+            .iter()
+            .copied()
+            .find(|&r| self.requests[r].txn == t)
     }
 
     fn head_slot(&mut self, resource: ResourceId) -> Result<u32, LockError> {
@@ -191,6 +256,7 @@ impl State {
                 );
                 head.resource = resource;
                 head.counts = [0; MODE_COUNT];
+                head.indexed = false;
                 v.insert(h);
                 Ok(h)
             }
@@ -221,6 +287,7 @@ impl State {
         rq.mode = mode;
         rq.upgrade_to = None;
         rq.granted = false;
+        rq.indexed = false;
         rq.waiting = false;
         rq.has_waiter = false;
         rq.outcome = Outcome::Pending;
@@ -240,7 +307,20 @@ impl State {
         head.granted.push(r);
         head.counts[mode.index()] += 1;
         self.txns[t].held.push(r);
-        self.held_index.insert((t, h), r);
+        self.counters.granted_now += 1;
+        if self.heads[h].indexed {
+            self.held_index.insert((t, h), r);
+            self.requests[r].indexed = true;
+        } else if self.heads[h].granted.len() > HELD_SCAN_MAX {
+            self.heads[h].indexed = true;
+            for i in 0..self.heads[h].granted.len() {
+                let g = self.heads[h].granted[i];
+                let owner = self.requests[g].txn;
+                let before = self.held_index.insert((owner, h), g);
+                assert!(before.is_none(), "a txn holds two requests on one resource");
+                self.requests[g].indexed = true;
+            }
+        }
         self.grants_since_sample += 1;
         let sample = self.grants_since_sample >= self.config.hold_sample_every.max(1);
         if sample {
@@ -259,9 +339,9 @@ impl State {
         resource: ResourceId,
         mode: LockMode,
     ) -> Result<Step, LockError> {
-        let t = match self.by_txn.get(&txn) {
-            Some(&t) => t,
-            None => self.register_txn(txn, txn.0)?,
+        let t = match self.txn_slot(txn) {
+            Some(t) => t,
+            None => self.register_new_txn(txn, txn.0)?,
         };
         if let Some(err) = &self.txns[t].aborted {
             return Err(err.clone());
@@ -274,7 +354,7 @@ impl State {
         }
         self.counters.acquires += 1;
         let h = self.head_slot(resource)?;
-        if let Some(&r) = self.held_index.get(&(t, h)) {
+        if let Some(r) = self.find_held(t, h) {
             return Ok(self.upgrade(t, h, r, mode));
         }
         let head = &self.heads[h];
@@ -457,7 +537,12 @@ impl State {
             self.requests[moved].granted_pos = pos as u32;
         }
         head.counts[mode.index()] -= 1;
-        self.held_index.remove(&(t, h));
+        if self.requests[r].indexed {
+            let removed = self.held_index.remove(&(t, h));
+            assert_eq!(removed, Some(r), "held index out of date");
+            self.requests[r].indexed = false;
+        }
+        self.counters.granted_now -= 1;
         self.counters.releases += 1;
         if let Some(at) = self.requests[r].granted_at {
             self.profiler.record_hold(at.elapsed().as_micros() as u64);
@@ -499,10 +584,7 @@ impl State {
         held.clear();
         self.txns[t].held = held;
         if forget {
-            if let Some(id) = self.txns[t].id.take() {
-                self.by_txn.remove(&id);
-            }
-            self.txns.free(t);
+            self.forget_txn(t);
         }
         released
     }
@@ -512,7 +594,7 @@ impl State {
         let Some(&h) = self.by_resource.get(&resource) else {
             return false;
         };
-        let Some(&r) = self.held_index.get(&(t, h)) else {
+        let Some(r) = self.find_held(t, h) else {
             return false;
         };
         let held = &mut self.txns[t].held;

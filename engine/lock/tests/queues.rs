@@ -298,3 +298,37 @@ fn lock_waits_are_woken_inside_a_glommio_executor() {
     .unwrap();
     assert_eq!(granted, Some(X));
 }
+
+/// Past `HELD_SCAN_MAX` (8) holders a resource switches from scanning its holders to the
+/// `held_index`; re-entry, upgrade and release must behave the same on both sides of the switch,
+/// and a recycled head must start unindexed again.
+#[test]
+fn many_holders_switch_to_the_index_and_back() {
+    let m = mgr();
+    for tx in 1..=12 {
+        grant(&m, tx, row(1), S);
+    }
+    for tx in 1..=12 {
+        assert_eq!(m.held_mode(t(tx), row(1)), Some(S), "txn {tx}");
+        grant(&m, tx, row(1), S); // re-entrant: no second record
+    }
+    assert_eq!(m.stats().granted_now, 12);
+    let mut up = queue(&m, 5, row(1), X);
+    for tx in (1..=12).filter(|&tx| tx != 5) {
+        assert_pending(&mut up);
+        m.end_txn(t(tx));
+    }
+    assert_granted(&mut up);
+    assert_eq!(m.held_mode(t(5), row(1)), Some(X));
+    assert_eq!(m.stats().granted_now, 1);
+    m.end_txn(t(5));
+    assert_eq!(m.stats().granted_now, 0);
+    assert_eq!(m.stats().resources_now, 0);
+    // The recycled head: two holders, found by scanning.
+    grant(&m, 20, row(2), S);
+    grant(&m, 21, row(2), S);
+    assert_eq!(m.held_mode(t(21), row(2)), Some(S));
+    assert!(m.release(t(20), row(2)));
+    assert_eq!(m.held_mode(t(20), row(2)), None);
+    assert_eq!(m.stats().granted_now, 1);
+}
