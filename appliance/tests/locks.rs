@@ -54,6 +54,23 @@ fn ids_on_two_shards(d: &Daemon, c: &mut postgres::Client) -> (i32, i32) {
     panic!("40 rows all on one shard: {seen:?}");
 }
 
+/// Updates row `id` (blocking while another transaction holds it), then commits or rolls
+/// back: the SQLSTATE of a failure and when the statement ended.
+fn second_update_then_end(
+    mut c: postgres::Client,
+    id: i32,
+    started: Instant,
+) -> (Option<String>, Duration) {
+    let r = c.batch_execute(&format!("UPDATE x SET n = n + 1 WHERE id = {id}"));
+    let ended = started.elapsed();
+    let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    c.batch_execute(end).unwrap();
+    (
+        r.err().and_then(|e| e.code().map(|c| c.code().to_string())),
+        ended,
+    )
+}
+
 #[test]
 fn cross_shard_deadlock_is_broken_by_the_periodic_global_pass() {
     let d = Daemon::start(Options::default());
@@ -71,24 +88,8 @@ fn cross_shard_deadlock_is_broken_by_the_periodic_global_pass() {
     b.batch_execute(&format!("BEGIN; UPDATE x SET n = n + 1 WHERE id = {r2}"))
         .unwrap();
     let started = Instant::now();
-    let ta = std::thread::spawn(move || {
-        let r = a.batch_execute(&format!("UPDATE x SET n = n + 1 WHERE id = {r2}"));
-        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        a.batch_execute(end).unwrap();
-        (
-            r.err().and_then(|e| e.code().map(|c| c.code().to_string())),
-            started.elapsed(),
-        )
-    });
-    let tb = std::thread::spawn(move || {
-        let r = b.batch_execute(&format!("UPDATE x SET n = n + 1 WHERE id = {r1}"));
-        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        b.batch_execute(end).unwrap();
-        (
-            r.err().and_then(|e| e.code().map(|c| c.code().to_string())),
-            started.elapsed(),
-        )
-    });
+    let ta = std::thread::spawn(move || second_update_then_end(a, r2, started));
+    let tb = std::thread::spawn(move || second_update_then_end(b, r1, started));
     let (ea, da) = ta.join().unwrap();
     let (eb, db) = tb.join().unwrap();
     let failures: Vec<String> = [ea, eb].into_iter().flatten().collect();

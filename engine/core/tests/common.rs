@@ -29,3 +29,30 @@ pub fn open(cfg: &EngineConfig) -> Engine {
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
+
+/// Files of the simulated disk with extension `ext`, sorted.
+pub fn files_with(sim: &SimStorage, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = sim
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The manifest files of the simulated disk, sorted (the newest generation last).
+pub fn manifest_files(sim: &SimStorage) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = sim
+        .files()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("MANIFEST-")
+        })
+        .collect();
+    v.sort();
+    v
+}

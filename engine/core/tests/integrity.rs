@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{block_on, open, sim_config};
+use common::{block_on, files_with, manifest_files, open, sim_config};
 use mantis_engine::scrub::{verify_shard_dir, DataDirReport, ScrubConfig, Site};
 use mantis_engine::EngineConfig;
 use mantis_storage::{SimStorage, Storage};
@@ -46,31 +46,6 @@ fn verify(sim: &SimStorage) -> DataDirReport {
         report
     })
     .unwrap()
-}
-
-fn files_with(sim: &SimStorage, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = sim
-        .files()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect();
-    v.sort();
-    v
-}
-
-fn manifest_files(sim: &SimStorage) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = sim
-        .files()
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("MANIFEST-")
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn segment_meta(sim: &SimStorage, path: &Path) -> SegmentMeta {

@@ -12,7 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{block_on, open, sim_config};
+use common::{block_on, files_with, manifest_files, open, sim_config};
 use mantis_engine::{Engine, EngineConfig};
 use mantis_storage::SimStorage;
 
@@ -40,18 +40,7 @@ fn load(sim: &SimStorage, n: usize) -> EngineConfig {
 }
 
 fn manifest_file(sim: &SimStorage) -> PathBuf {
-    let mut v: Vec<PathBuf> = sim
-        .files()
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("MANIFEST-")
-        })
-        .collect();
-    v.sort();
-    v.pop().unwrap()
+    manifest_files(sim).pop().unwrap()
 }
 
 /// Offsets of the blocks that start a manifest record.
@@ -64,13 +53,7 @@ fn record_offsets(sim: &SimStorage, manifest: &Path) -> Vec<u64> {
 }
 
 fn segment_files(sim: &SimStorage) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = sim
-        .files()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
+    files_with(sim, "seg")
 }
 
 fn assert_all_keys(engine: &Engine, n: usize) {
