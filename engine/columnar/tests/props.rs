@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::type_complexity)]
 //! Property tests: every encoding round-trips every type on random data (with NULLs), the
 //! chooser picks the smallest, corrupt chunks are refused, stats never skip a matching
 //! chunk, and the kernels agree with a row-at-a-time reference.
