@@ -5,6 +5,7 @@
 //! mean anything.
 
 mod cli;
+mod columnar;
 mod compare;
 mod compression;
 mod disk;
@@ -61,6 +62,9 @@ enum Command {
     /// Lock manager figures (issue 9): uncontended acquire+release ns per lock, deadlock
     /// detection over a 10,000-edge wait-for graph per algorithm.
     Locks(locks::LocksArgs),
+    /// Columnar tables (issue 11): GROUP BY aggregate and filtered scan on a columnar and a
+    /// row table of the same rows (and DuckDB when its Python package is installed).
+    Columnar(columnar::ColumnarArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -203,6 +207,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
         }
         Command::Locks(args) => locks::run(&args),
         Command::Compression(args) => compression::run(&args),
+        Command::Columnar(args) => columnar::run(&args),
     }
 }
 

@@ -86,8 +86,35 @@ fn subplans_in<'a>(e: &'a BExpr, out: &mut Vec<&'a Plan>) {
 pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()> {
     let mut nodes = Vec::new();
     access_nodes(plan, &mut nodes);
+    // Aggregates over columnar tables that run in the column kernels: their scans are
+    // not read into rows at all.
+    let mut pushed_scans = std::collections::HashSet::new();
+    let mut aggs = Vec::new();
+    crate::columnar::pushdown::candidates(plan, &mut aggs);
+    for agg in aggs {
+        if let (Some(p), Plan::Aggregate { input, .. }) =
+            (crate::columnar::pushdown::analyze(agg), agg)
+        {
+            let rows = p.run(view).await?;
+            ctx.fetched
+                .insert(agg as *const Plan as usize, Rc::new(rows));
+            let scan = match &**input {
+                Plan::Filter { input, .. } => &**input,
+                other => other,
+            };
+            pushed_scans.insert(scan as *const Plan as usize);
+        }
+    }
     for node in nodes {
         match node {
+            Plan::Scan { table, filter } if table.is_columnar() => {
+                let id = node as *const Plan as usize;
+                if !pushed_scans.contains(&id) {
+                    let (preds, _) = crate::columnar::scan::preds_of(table, filter.as_ref());
+                    let rows = crate::columnar::scan::scan_rows(table, &preds, view).await?;
+                    ctx.fetched.insert(id, Rc::new(rows));
+                }
+            }
             Plan::Scan { table, .. } if !ctx.tables.contains_key(&table.id) => {
                 let rows = scan_table(table, view).await?;
                 ctx.tables.insert(table.id, Rc::new(rows));

@@ -34,9 +34,34 @@ pub struct TableDef {
     /// Column positions of the primary key; empty means a hidden row id is the key.
     pub primary_key: Vec<usize>,
     pub indexes: Vec<IndexDef>,
+    /// Row (KV records by key) or columnar (column chunks plus a row-wise delta); tables
+    /// created before issue 11 have no field and are row tables.
+    #[serde(default)]
+    pub storage: StorageKind,
+}
+
+/// How a table's rows are stored (`CREATE TABLE ... WITH (storage = 'columnar')`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum StorageKind {
+    #[default]
+    Row,
+    Columnar,
+}
+
+impl StorageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageKind::Row => "row",
+            StorageKind::Columnar => "columnar",
+        }
+    }
 }
 
 impl TableDef {
+    pub fn is_columnar(&self) -> bool {
+        self.storage == StorageKind::Columnar
+    }
+
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }

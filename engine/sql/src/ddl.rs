@@ -112,6 +112,12 @@ pub async fn create_table(
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
+    let storage = crate::columnar::storage_option(&ct.with_options)?;
+    if storage == crate::catalog::StorageKind::Columnar && (!pk.is_empty() || !uniques.is_empty()) {
+        return Err(SqlError::unsupported(
+            "PRIMARY KEY or UNIQUE on a columnar table (rows are keyed by a hidden row id)",
+        ));
+    }
     // Check every DEFAULT binds and fits its column now, not at the first INSERT.
     for c in &columns {
         if let Some(d) = &c.default {
@@ -144,6 +150,7 @@ pub async fn create_table(
         columns,
         primary_key: pk,
         indexes,
+        storage,
     };
     engine
         .commit_ddl(vec![(name, Some(CatalogEntry::Table(t)))], vec![id_op])
@@ -196,6 +203,7 @@ pub async fn drop(engine: &SqlEngine, stmt: &Statement) -> Result<crate::Stateme
                     ));
                 };
                 delete_prefix(&view, keys::row_prefix(t.id), &mut ops).await?;
+                delete_prefix(&view, crate::columnar::keys::table_prefix(t.id), &mut ops).await?;
                 for i in &t.indexes {
                     delete_prefix(&view, keys::index_prefix(i.id), &mut ops).await?;
                 }

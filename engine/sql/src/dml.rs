@@ -266,6 +266,7 @@ pub fn bind_update(b: &mut Binder, stmt: &ast::Statement) -> Result<UpdatePlan> 
     }
     let (name, alias) = single_table(table)?;
     let t = b.table(&name)?;
+    crate::columnar::refuse_change(&t, "UPDATE")?;
     let alias = alias.unwrap_or_else(|| t.name.clone());
     let sets = bind_sets(b, &t, table_scope(&t, &alias), assignments)?;
     let access = bind_access(b, &t, &alias, selection)?;
@@ -290,6 +291,7 @@ pub fn bind_delete(b: &mut Binder, d: &ast::Delete) -> Result<DeletePlan> {
     };
     let (name, alias) = single_table(twj)?;
     let t = b.table(&name)?;
+    crate::columnar::refuse_change(&t, "DELETE")?;
     let alias = alias.unwrap_or_else(|| t.name.clone());
     let access = bind_access(b, &t, &alias, &d.selection)?;
     Ok(DeletePlan { table: t, access })

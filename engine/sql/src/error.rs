@@ -34,6 +34,7 @@ pub mod state {
     pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const DATA_CORRUPTED: &str = "XX001";
     pub const IO_ERROR: &str = "58030";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const DEPENDENT_OBJECTS: &str = "2BP01";

@@ -64,7 +64,7 @@ impl Ctx {
     }
 }
 
-fn check_rows(n: usize) -> Result<()> {
+pub(crate) fn check_rows(n: usize) -> Result<()> {
     if n > OPERATOR_ROWS_MAX {
         return Err(SqlError::new(
             state::PROGRAM_LIMIT_EXCEEDED,
@@ -91,6 +91,20 @@ pub fn exec(plan: &Plan, ctx: &Ctx, outer: &Outer) -> Result<Vec<Row>> {
                     vals.push(eval(e, &[], ctx, outer)?);
                 }
                 out.push(vals);
+            }
+            Ok(out)
+        }
+        Plan::Scan { table, filter } if table.is_columnar() => {
+            let id = plan as *const Plan as usize;
+            let data = ctx
+                .fetched
+                .get(&id)
+                .ok_or_else(|| SqlError::internal(format!("table {} not fetched", table.name)))?;
+            let mut out = Vec::new();
+            for row in data.iter() {
+                if passes(filter, row, ctx, outer)? {
+                    out.push(row.clone());
+                }
             }
             Ok(out)
         }
@@ -166,6 +180,10 @@ pub fn exec(plan: &Plan, ctx: &Ctx, outer: &Outer) -> Result<Vec<Row>> {
             )
         }
         Plan::Aggregate { input, group, aggs } => {
+            // Computed before execution by the columnar kernels (access::prefetch).
+            if let Some(rows) = ctx.fetched.get(&(plan as *const Plan as usize)) {
+                return Ok(rows.as_ref().clone());
+            }
             let rows = exec(input, ctx, outer)?;
             aggregate(rows, group, aggs, ctx, outer)
         }

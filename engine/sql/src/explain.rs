@@ -54,6 +54,24 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
     };
     let line = match plan {
         Plan::Values { rows, .. } => format!("Values rows={}", rows.len()),
+        Plan::Scan { table, filter } if table.is_columnar() => {
+            let (preds, _) = crate::columnar::scan::preds_of(table, filter.as_ref());
+            let skip = preds
+                .iter()
+                .map(|p| format!("#{} {} {:?}", p.col, p.op.symbol(), p.constant))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "Columnar Scan on {} (storage=columnar: chunks + delta){}{}",
+                table.name,
+                if skip.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Chunk Skip: {skip}")
+                },
+                opt("Filter", filter)
+            )
+        }
         Plan::Scan { table, filter } => {
             format!("Seq Scan on {}{}", table.name, opt("Filter", filter))
         }
@@ -119,7 +137,12 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             }
         }
         Plan::Aggregate { group, aggs, .. } => format!(
-            "HashAggregate group=({}) aggs={}",
+            "{}HashAggregate group=({}) aggs={}",
+            if crate::columnar::pushdown::analyze(plan).is_some() {
+                "Columnar (vectorized per chunk, partial states merged) "
+            } else {
+                ""
+            },
             group.iter().map(expr).collect::<Vec<_>>().join(", "),
             aggs.len()
         ),

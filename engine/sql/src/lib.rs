@@ -9,6 +9,7 @@ pub mod binary;
 pub mod binder;
 pub mod cast;
 pub mod catalog;
+pub mod columnar;
 pub mod datetime;
 mod ddl;
 mod dml;
@@ -79,6 +80,8 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     pub primary_key: Vec<String>,
     pub indexes: Vec<IndexInfo>,
+    /// "row" or "columnar".
+    pub storage: String,
 }
 
 /// Catalog version keys probed when looking for one key per shard.
@@ -182,6 +185,7 @@ impl SqlEngine {
                 .collect(),
             primary_key: col_names(&t.primary_key),
             indexes,
+            storage: t.storage.name().to_string(),
         }))
     }
 

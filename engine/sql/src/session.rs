@@ -85,6 +85,9 @@ impl Session {
 
     /// Simple query: every statement in `sql`, in order; stops at the first error.
     pub async fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>> {
+        if let Some(name) = crate::columnar::vacuum_target(sql) {
+            return Ok(vec![self.vacuum(&name).await?]);
+        }
         let stmts = crate::parser::parse(sql)?;
         let mut out = Vec::with_capacity(stmts.len());
         for s in &stmts {
@@ -97,6 +100,27 @@ impl Session {
             out.push(r?);
         }
         Ok(out)
+    }
+
+    /// `VACUUM tbl`: merges a columnar table's delta into chunks now (a no-op on row tables).
+    async fn vacuum(&mut self, name: &str) -> Result<StatementResult> {
+        if self.tx.is_some() {
+            return Err(SqlError::new(
+                state::ACTIVE_SQL_TRANSACTION,
+                "VACUUM cannot run inside a transaction block",
+            ));
+        }
+        let cat = self.engine.catalog().await?;
+        let t = cat.table(name).ok_or_else(|| {
+            SqlError::new(
+                state::UNDEFINED_TABLE,
+                format!("relation \"{name}\" does not exist"),
+            )
+        })?;
+        if t.is_columnar() {
+            crate::columnar::merge_table(&self.engine, t).await?;
+        }
+        Ok(tag("VACUUM"))
     }
 
     pub async fn prepare(
@@ -303,6 +327,11 @@ impl Session {
         };
         let writes = w.stmt;
         self.apply(writes).await?;
+        if let (DmlPlan::Insert(p), None) = (d, &self.tx) {
+            if p.table.is_columnar() {
+                crate::columnar::note_inserts(&self.engine, &p.table, n).await?;
+            }
+        }
         Ok(tag(format!("{what} {n}")))
     }
 
