@@ -6,7 +6,7 @@
 //! destination directly, so they work without a daemon (restore must: it builds a new data
 //! directory for one).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -289,7 +289,7 @@ fn verify(dest: &str, id: Option<String>, s3: &S3Args) -> Result<(), String> {
     }
 }
 
-fn restore(from: &str, id: Option<String>, data_dir: &PathBuf, s3: &S3Args) -> Result<(), String> {
+fn restore(from: &str, id: Option<String>, data_dir: &Path, s3: &S3Args) -> Result<(), String> {
     let d = open(from, s3)?;
     let pb = bar();
     match mantis_backup::restore(d.as_ref(), id.as_deref(), data_dir, &mut |p| show(&pb, p)) {
