@@ -561,6 +561,11 @@ impl Metrics {
         out
     }
 
+    /// Issue 10: the registry, for subsystems that register their own collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod backup;
 mod integrity;
 mod monitor;
 
@@ -26,6 +27,9 @@ enum Command {
     /// Monitoring: alerts and the audit trail.
     #[command(flatten)]
     Monitor(monitor::Command),
+    /// Backups, restore and checkpoints (issue 10).
+    #[command(flatten)]
+    Backup(backup::Command),
     /// Asks a running mantisd for its health (`GET /health`); exits 0 only when healthy.
     Status {
         /// The daemon's HTTP address.
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Integrity(command) => integrity::run(command),
         Command::Monitor(command) => monitor::run(command),
+        Command::Backup(command) => backup::run(command),
         Command::Status { server } => status(&server),
     }
 }

@@ -2,6 +2,7 @@
 //! adapter), routing, bearer-token authentication, and per-route metrics.
 
 pub mod alerts;
+pub mod backup;
 pub mod compression;
 pub mod encoding;
 pub mod error;
@@ -45,6 +46,8 @@ pub const ROUTES: &[&str] = &[
     locks::ROUTE_STATS,
     locks::ROUTE_RESOURCE,
     locks::ROUTE_DETECT,
+    "checkpoints",
+    "backups",
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -119,6 +122,7 @@ async fn route(
     req: Request<Incoming>,
 ) -> (&'static str, Result<HttpResponse, ApiError>) {
     let path = req.uri().path().to_string();
+    backup::register_metrics(shared.metrics.registry());
     match path.as_str() {
         "/health/live" => return ("live", Ok(health::live())),
         "/health/ready" => return ("ready", Ok(health::ready(shared))),
@@ -149,6 +153,15 @@ async fn route(
     }
     if let Some(answer) = locks::route(shared, &req, &path).await {
         return answer;
+    }
+    if path.starts_with("/api/v1/checkpoints") || path.starts_with("/api/v1/backups") {
+        if let Some(answer) = backup::route(shared, req, &path).await {
+            return answer;
+        }
+        return (
+            "other",
+            Err(ApiError::not_found(format!("no route for {path}"))),
+        );
     }
     if path == "/api/v1/sql" {
         return match *req.method() {

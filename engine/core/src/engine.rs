@@ -291,6 +291,45 @@ impl EngineHandle {
         Ok(())
     }
 
+    /// Issue 10: takes a checkpoint of every shard under `dir` (normally
+    /// `checkpoint::checkpoints_dir(data_dir)`): each shard flushes, then hard-links its live
+    /// segments and writes its manifest copy; `meta` is written last. Every write acknowledged
+    /// before this call is in it. See `crate::checkpoint`.
+    pub async fn checkpoint(
+        &self,
+        dir: &std::path::Path,
+        kind: crate::checkpoint::CheckpointKind,
+        parent: Option<&str>,
+    ) -> Result<crate::checkpoint::CheckpointMeta> {
+        let plan =
+            crate::checkpoint::CheckpointPlan::prepare(dir, kind, parent, self.shard_count())?;
+        let calls = (0..self.shard_count()).map(|i| {
+            let shard_plan = plan.shard_plan(i);
+            self.call(i, move |s| async move {
+                crate::checkpoint::cut::cut_shard(&s, shard_plan).await
+            })
+        });
+        let mut cuts = Vec::with_capacity(self.shard_count());
+        for r in futures::future::join_all(calls).await {
+            match r.and_then(|cut| cut) {
+                Ok(cut) => cuts.push(cut),
+                Err(e) => {
+                    plan.abandon();
+                    return Err(e);
+                }
+            }
+        }
+        plan.finish(cuts)
+    }
+
+    /// Issue 10: the data directory the shards run in (the parent of `shard-0`).
+    pub async fn data_dir(&self) -> Result<PathBuf> {
+        self.call(0, |s| async move {
+            s.dir.parent().map(|p| p.to_path_buf()).unwrap_or_default()
+        })
+        .await
+    }
+
     /// Runs a task on shard `shard`'s executor (network listeners, benchmarks).
     pub fn spawn_on<F, Fut>(&self, shard: usize, f: F) -> Result<()>
     where

@@ -58,6 +58,16 @@ pub enum EngineError {
     Startup { shard: usize, reason: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("checkpoint {checkpoint}: {path}: {reason}")]
+    Checkpoint {
+        checkpoint: String,
+        path: String,
+        reason: String,
+    },
+    #[error("no checkpoint {id}")]
+    CheckpointNotFound { id: String },
+    #[error("checkpoint {id} holds files that checkpoint {by} uses; delete {by} first")]
+    CheckpointInUse { id: String, by: String },
 }
 
 impl EngineError {

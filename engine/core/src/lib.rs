@@ -5,6 +5,7 @@
 //! (`manifest`) and background maintenance (`shard::maintenance`, strategy in `compaction`).
 //! `EngineHandle` routes each key to its shard by hash. See docs/architecture.md.
 
+pub mod checkpoint;
 pub mod cold;
 pub mod compaction;
 pub mod config;

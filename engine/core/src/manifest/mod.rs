@@ -92,7 +92,7 @@ impl ManifestState {
 
 /// Encodes one record: header (magic, version, payload length, payload CRC, sequence, header
 /// CRC) and payload, padded to whole blocks.
-fn encode_record(seq: u64, state: &ManifestState) -> Vec<u8> {
+pub(crate) fn encode_record(seq: u64, state: &ManifestState) -> Vec<u8> {
     let payload = state.encode();
     let mut out = Vec::with_capacity(align_up(HEADER_BYTES + payload.len()));
     out.extend_from_slice(&MANIFEST_RECORD_MAGIC.to_le_bytes());

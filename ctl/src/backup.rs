@@ -1,0 +1,336 @@
+//! Issue 10: `mantisctl backup create|list|verify`, `mantisctl restore`, and
+//! `mantisctl checkpoint list|create|show|delete` against a running mantisd.
+//!
+//! `backup create` asks the daemon (it takes the checkpoint and uploads it on its own thread)
+//! and follows the job with a progress bar; `list`, `verify` and `restore` talk to the
+//! destination directly, so they work without a daemon (restore must: it builds a new data
+//! directory for one).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mantis_backup::{Destination, DestinationSpec, Progress, S3Config};
+use serde_json::{json, Value};
+
+/// How often `backup create` polls the job.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Args, Debug, Clone)]
+pub struct S3Args {
+    /// S3 endpoint for s3:// destinations (http(s)://host:port).
+    #[arg(long, env = "MANTIS_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+impl S3Args {
+    fn config(&self) -> Option<S3Config> {
+        let endpoint = self.s3_endpoint.as_deref()?;
+        let mut cfg = S3Config::new(
+            endpoint,
+            self.access_key.as_deref().unwrap_or_default(),
+            self.secret_key.as_deref().unwrap_or_default(),
+        );
+        cfg.region = self.region.clone();
+        Some(cfg)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Backups: create (through a running mantisd), list, verify.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restores a backup into a new (empty) data directory; refuses a backup that fails
+    /// verification.
+    Restore {
+        /// A path or s3://bucket/prefix.
+        #[arg(long)]
+        from: String,
+        /// The backup id; the newest by default.
+        #[arg(long)]
+        backup: Option<String>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Checkpoints of a running mantisd.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Takes a checkpoint in the daemon and uploads it to DEST, with a progress bar.
+    Create {
+        #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A path (on the daemon's host) or s3://bucket/prefix.
+        #[arg(long)]
+        to: String,
+        /// Upload only files the newest backup in DEST does not hold.
+        #[arg(long)]
+        incremental: bool,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Lists the backups in DEST, oldest first.
+    List {
+        dest: String,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Re-reads every object of a backup (the newest by default) and checks both hashes.
+    Verify {
+        dest: String,
+        id: Option<String>,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    List {
+        #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+    Create {
+        #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// full, incremental or snapshot.
+        #[arg(long, default_value = "full")]
+        kind: String,
+    },
+    Show {
+        #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        id: String,
+    },
+    Delete {
+        #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        id: String,
+    },
+}
+
+pub fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Backup(BackupCommand::Create {
+            server,
+            to,
+            incremental,
+            s3,
+        }) => create(&server, &to, incremental, &s3),
+        Command::Backup(BackupCommand::List { dest, s3 }) => list(&dest, &s3),
+        Command::Backup(BackupCommand::Verify { dest, id, s3 }) => verify(&dest, id, &s3),
+        Command::Restore {
+            from,
+            backup,
+            data_dir,
+            s3,
+        } => restore(&from, backup, &data_dir, &s3),
+        Command::Checkpoint(c) => checkpoint(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mantisctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(dest: &str, s3: &S3Args) -> Result<Box<dyn Destination>, String> {
+    let spec = DestinationSpec::parse(dest).map_err(|e| e.to_string())?;
+    mantis_backup::open_destination(&spec, s3.config()).map_err(|e| e.to_string())
+}
+
+fn bar() -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn show(pb: &ProgressBar, p: &Progress) {
+    pb.set_length(p.bytes_total);
+    pb.set_position(p.bytes_done);
+    pb.set_message(format!("{}/{} files", p.files_done, p.files_total));
+}
+
+/// Sends a request to the daemon; the JSON answer, or an error naming status and body.
+fn call(req: ureq::Request, body: Option<&Value>) -> Result<Value, String> {
+    let url = req.url().to_string();
+    let answer = match body {
+        Some(b) => req
+            .set("content-type", "application/json")
+            .send_string(&b.to_string()),
+        None => req.call(),
+    };
+    match answer {
+        Ok(resp) => {
+            let text = resp.into_string().map_err(|e| format!("{url}: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON ({e}): {text}"))
+        }
+        Err(ureq::Error::Status(code, resp)) => Err(format!(
+            "{url}: HTTP {code}: {}",
+            resp.into_string().unwrap_or_default()
+        )),
+        Err(e) => Err(format!("cannot reach {url}: {e}")),
+    }
+}
+
+fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), String> {
+    let base = server.trim_end_matches('/');
+    let mut body = json!({
+        "to": to,
+        "kind": if incremental { "incremental" } else { "full" },
+    });
+    if let Some(cfg) = s3.config() {
+        body["s3"] = json!({
+            "endpoint": cfg.endpoint,
+            "access_key": cfg.access_key,
+            "secret_key": cfg.secret_key,
+            "region": cfg.region,
+        });
+    }
+    let started = call(ureq::post(&format!("{base}/api/v1/backups")), Some(&body))?;
+    let job = started["job"]
+        .as_u64()
+        .ok_or_else(|| format!("no job id in {started}"))?;
+    let pb = bar();
+    loop {
+        let j = call(
+            ureq::get(&format!("{base}/api/v1/backups/jobs/{job}")),
+            None,
+        )?;
+        pb.set_length(j["bytes_total"].as_u64().unwrap_or(0));
+        pb.set_position(j["bytes_done"].as_u64().unwrap_or(0));
+        pb.set_message(format!(
+            "{}/{} files",
+            j["files_done"].as_u64().unwrap_or(0),
+            j["files_total"].as_u64().unwrap_or(0)
+        ));
+        match j["state"].as_str() {
+            Some("running") => std::thread::sleep(POLL_INTERVAL),
+            Some("succeeded") => {
+                pb.finish();
+                println!(
+                    "backup {} complete: {} bytes uploaded to {}",
+                    j["backup"].as_str().unwrap_or("?"),
+                    j["uploaded_bytes"],
+                    j["destination"].as_str().unwrap_or(to)
+                );
+                return Ok(());
+            }
+            _ => {
+                pb.abandon();
+                return Err(format!(
+                    "backup job {job} failed: {}",
+                    j["error"].as_str().unwrap_or("unknown error")
+                ));
+            }
+        }
+    }
+}
+
+fn list(dest: &str, s3: &S3Args) -> Result<(), String> {
+    let d = open(dest, s3)?;
+    let all = mantis_backup::list_backups(d.as_ref()).map_err(|e| e.to_string())?;
+    println!(
+        "{:<24} {:<12} {:<24} {:>6} {:>14} {:>14}",
+        "ID", "KIND", "PARENT", "FILES", "RAW_BYTES", "UPLOADED"
+    );
+    for m in all {
+        println!(
+            "{:<24} {:<12} {:<24} {:>6} {:>14} {:>14}",
+            m.id,
+            m.kind,
+            m.parent.as_deref().unwrap_or("-"),
+            m.files.len(),
+            m.raw_bytes(),
+            m.uploaded_bytes()
+        );
+    }
+    Ok(())
+}
+
+fn verify(dest: &str, id: Option<String>, s3: &S3Args) -> Result<(), String> {
+    let d = open(dest, s3)?;
+    let pb = bar();
+    let report = mantis_backup::verify(d.as_ref(), id.as_deref(), &mut |p| show(&pb, p));
+    match report {
+        Ok(r) => {
+            pb.finish();
+            println!(
+                "backup {} OK: {} files, {} raw bytes, {} stored bytes",
+                r.backup, r.files, r.raw_bytes, r.stored_bytes
+            );
+            Ok(())
+        }
+        Err(e) => {
+            pb.abandon();
+            Err(format!("verification FAILED: {e}"))
+        }
+    }
+}
+
+fn restore(from: &str, id: Option<String>, data_dir: &Path, s3: &S3Args) -> Result<(), String> {
+    let d = open(from, s3)?;
+    let pb = bar();
+    match mantis_backup::restore(d.as_ref(), id.as_deref(), data_dir, &mut |p| show(&pb, p)) {
+        Ok(m) => {
+            pb.finish();
+            println!(
+                "restored backup {} ({} shards, {} files) into {}",
+                m.id,
+                m.shard_count,
+                m.files.len(),
+                data_dir.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            pb.abandon();
+            Err(format!("restore refused: {e}"))
+        }
+    }
+}
+
+fn checkpoint(c: CheckpointCommand) -> Result<(), String> {
+    let url = |server: &str, rest: &str| {
+        format!("{}/api/v1/checkpoints{rest}", server.trim_end_matches('/'))
+    };
+    let answer = match c {
+        CheckpointCommand::List { server } => call(ureq::get(&url(&server, "")), None)?,
+        CheckpointCommand::Create { server, kind } => call(
+            ureq::post(&url(&server, "")),
+            Some(&json!({ "kind": kind })),
+        )?,
+        CheckpointCommand::Show { server, id } => {
+            call(ureq::get(&url(&server, &format!("/{id}"))), None)?
+        }
+        CheckpointCommand::Delete { server, id } => {
+            call(ureq::delete(&url(&server, &format!("/{id}"))), None)?
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).unwrap_or_else(|_| answer.to_string())
+    );
+    Ok(())
+}
