@@ -194,6 +194,21 @@ impl<'a> ValueRef<'a> {
             .unwrap_or("")
     }
 
+    /// The value as JSON text, exactly as written (strings with their quotes).
+    pub fn json_text(&self) -> &'a str {
+        let (s, e) = self.json_span();
+        self.view.text().get(s..e).unwrap_or("")
+    }
+
+    /// The byte range of the value's JSON text (strings: with their quotes).
+    pub fn json_span(&self) -> (usize, usize) {
+        let (s, e) = self.span();
+        match self.kind() {
+            tape::KIND_STRING | tape::KIND_STRING_ESCAPED => (s.saturating_sub(1), e + 1),
+            _ => (s, e),
+        }
+    }
+
     /// The byte range of the value's text in the document (strings: between the quotes).
     pub fn span(&self) -> (usize, usize) {
         self.view
