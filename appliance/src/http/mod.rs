@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod compression;
+pub mod documents;
 pub mod encoding;
 pub mod error;
 pub mod health;
@@ -41,6 +42,13 @@ pub const ROUTES: &[&str] = &[
     "compression_recommendations",
     "alerts",
     "metrics_json",
+    "doc_insert",
+    "doc_get",
+    "doc_replace",
+    "doc_patch",
+    "doc_delete",
+    "doc_query",
+    "doc_indexes",
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -142,6 +150,9 @@ async fn route(
     }
     if let Some(answer) = compression::route(shared, &req, &path).await {
         return answer;
+    }
+    if path.starts_with(documents::PREFIX) {
+        return documents::route(shared, req, &path).await;
     }
     if path == "/api/v1/sql" {
         return match *req.method() {
