@@ -474,9 +474,18 @@ mod tests {
         let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
         assert!(c.data_dir.is_absolute());
         assert!(c.data_dir.ends_with("data"));
-        assert_eq!(c.resp_addr, "127.0.0.1:6380".parse().unwrap());
-        assert_eq!(c.pg_addr, "127.0.0.1:5433".parse().unwrap());
-        assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            c.resp_addr,
+            "127.0.0.1:6380".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            c.pg_addr,
+            "127.0.0.1:5433".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            c.http_addr,
+            "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert!(c.password.is_none());
     }

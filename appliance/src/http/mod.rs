@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod compression;
+pub mod documents;
 pub mod encoding;
 pub mod error;
 pub mod health;
@@ -48,6 +49,13 @@ pub const ROUTES: &[&str] = &[
     locks::ROUTE_DETECT,
     "checkpoints",
     "backups",
+    "doc_insert",
+    "doc_get",
+    "doc_replace",
+    "doc_patch",
+    "doc_delete",
+    "doc_query",
+    "doc_indexes",
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -162,6 +170,9 @@ async fn route(
             "other",
             Err(ApiError::not_found(format!("no route for {path}"))),
         );
+    }
+    if path.starts_with(documents::PREFIX) {
+        return documents::route(shared, req, &path).await;
     }
     if path == "/api/v1/sql" {
         return match *req.method() {

@@ -330,6 +330,81 @@ impl EngineHandle {
         .await
     }
 
+    /// Runs `f` on shard `shard`'s executor and returns its result: for models
+    /// built on the engine (documents, issue 11) that place their keys on a chosen shard and
+    /// push work (filters) down to it.
+    /// Inside `f`, the `*_on(shard, ..)` methods for the same shard run in place.
+    pub async fn run_on<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        self.run_on_shard(shard, move |_| f()).await
+    }
+
+    async fn run_on_shard<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if shard >= self.shard_count() {
+            return Err(EngineError::Invalid(format!("no shard {shard}")));
+        }
+        self.call(shard, f).await
+    }
+
+    /// [`EngineHandle::get_entry`] on an explicit shard (keys placed there by their owner
+    /// rather than by their own hash).
+    pub async fn get_on(&self, shard: usize, key: Vec<u8>) -> Result<Option<ValueEntry>> {
+        self.run_on_shard(shard, move |s| async move { s.get_entry(&key).await })
+            .await?
+    }
+
+    /// [`EngineHandle::write_batch`] on one explicit shard: the whole batch is atomic.
+    pub async fn write_batch_on(&self, shard: usize, ops: Vec<BatchOp>) -> Result<()> {
+        let batch: Vec<Mutation> = ops.into_iter().map(Mutation::from).collect();
+        self.run_on_shard(shard, move |s| async move { s.write(batch).await })
+            .await?
+    }
+
+    /// [`EngineHandle::scan`] of one explicit shard.
+    pub async fn scan_on(
+        &self,
+        shard: usize,
+        range: ScanRange,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, ValueEntry)>> {
+        self.run_on_shard(shard, move |s| async move { s.scan(&range, limit).await })
+            .await?
+    }
+
+    /// Atomic multi-key read-modify-write on one explicit shard, guarded by `key`: see
+    /// [`Shard::update_batch`].
+    pub async fn update_batch_on<R, F>(
+        &self,
+        shard: usize,
+        key: Vec<u8>,
+        read_keys: Vec<Vec<u8>>,
+        f: F,
+    ) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Option<ValueEntry>, Vec<Option<ValueEntry>>) -> Result<(Vec<BatchOp>, R)>
+            + Send
+            + 'static,
+    {
+        self.run_on_shard(shard, move |s| async move {
+            s.update_batch(key, read_keys, move |cur, reads| {
+                let (ops, r) = f(cur, reads)?;
+                Ok((ops.into_iter().map(Mutation::from).collect(), r))
+            })
+            .await
+        })
+        .await?
+    }
+
     /// Runs a task on shard `shard`'s executor (network listeners, benchmarks).
     pub fn spawn_on<F, Fut>(&self, shard: usize, f: F) -> Result<()>
     where

@@ -331,6 +331,44 @@ impl Shard {
         Ok(result)
     }
 
+    /// Atomic read-modify-write of several keys of this shard, guarded by one: reserves
+    /// `key` (as [`Shard::update`] does), reads it and `read_keys`, lets `f` decide a whole
+    /// batch, and writes that batch atomically. Why: a document and its index entries must
+    /// change together, and the index set read in `read_keys` must not change under `f`
+    /// (issue 11). Every key of the batch must belong to this shard by the caller's placement.
+    pub async fn update_batch<R>(
+        self: &Rc<Self>,
+        key: Vec<u8>,
+        read_keys: Vec<Vec<u8>>,
+        f: impl FnOnce(Option<ValueEntry>, Vec<Option<ValueEntry>>) -> Result<(Vec<Mutation>, R)>,
+    ) -> Result<R> {
+        if key.is_empty() {
+            return Err(EngineError::EmptyKey);
+        }
+        loop {
+            self.check_writable()?;
+            let busy =
+                self.rmw_keys.borrow().contains(&key) || self.inflight.borrow().contains_key(&key);
+            if !busy {
+                break;
+            }
+            self.changed.wait().await;
+        }
+        self.rmw_keys.borrow_mut().insert(key.clone());
+        let _reservation = RmwGuard {
+            shard: self.clone(),
+            key: key.clone(),
+        };
+        let current = self.get_entry(&key).await?;
+        let mut reads = Vec::with_capacity(read_keys.len());
+        for k in &read_keys {
+            reads.push(self.get_entry(k).await?);
+        }
+        let (batch, result) = f(current, reads)?;
+        self.write_inner(batch, Some(&key)).await?;
+        Ok(result)
+    }
+
     /// Deletes a key; true if it held a live value.
     pub async fn delete(self: &Rc<Self>, key: Vec<u8>) -> Result<bool> {
         self.update(key, |cur| {
