@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod http;
+pub mod integrity_config;
 pub mod lifecycle;
 pub mod listen;
 pub mod metrics;

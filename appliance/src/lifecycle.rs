@@ -82,6 +82,9 @@ fn engine_config(c: &Config) -> EngineConfig {
         key_bytes_max: c.key_bytes_max,
         wal_segment_bytes: c.wal_segment_bytes,
         repair_wal: c.repair_wal,
+        scrub: c.storage.scrub.clone(),
+        cold: c.storage.cold.clone(),
+        keyspace_codecs: c.storage.keyspace_codecs.clone(),
         ..EngineConfig::default()
     }
 }
