@@ -114,3 +114,69 @@ fn alert_rules_see_shard_metrics_without_any_http_scrape() {
         );
     }
 }
+
+/// Issue 8: statements run through the extended protocol (Parse/Bind/Execute) are audited
+/// like simple queries; reads are not.
+#[test]
+fn pg_extended_protocol_execute_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mantisd.toml");
+    std::fs::write(
+        &config,
+        "[monitor]\naudit_flush_interval_ms = 20\nalerts_eval_interval_ms = 60000\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(Options {
+        extra_args: vec!["--config".into(), config.to_str().unwrap().into()],
+        ..Options::default()
+    });
+    let url = format!(
+        "host=127.0.0.1 port={} user=mantis dbname=mantis connect_timeout=10",
+        d.pg.port()
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id TEXT PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let n = client
+        .execute("INSERT INTO t VALUES ($1, $2)", &[&"k7", &"seven"])
+        .unwrap();
+    assert_eq!(n, 1);
+    let rows = client
+        .query("SELECT v FROM t WHERE id = $1", &[&"k7"])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // A failing Execute is audited with its SQLSTATE.
+    let err = client
+        .execute("INSERT INTO t VALUES ($1, $2)", &[&"k7", &"again"])
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("23505"));
+    drop(client);
+    assert!(d.stop().success());
+    let records = audit_lines(&d.data_dir);
+    let seen: Vec<(String, String, String)> = records
+        .iter()
+        .filter(|r| r["protocol"] == "pg")
+        .map(|r| {
+            (
+                r["what"].as_str().unwrap().to_string(),
+                r["target"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let insert = "INSERT INTO t VALUES ($1, $2)".to_string();
+    assert_eq!(
+        seen,
+        [
+            (
+                "CREATE".into(),
+                "CREATE TABLE t (id TEXT PRIMARY KEY, v TEXT)".into(),
+                "ok".into()
+            ),
+            ("INSERT".into(), insert.clone(), "ok".into()),
+            ("INSERT".into(), insert, "23505".into()),
+        ],
+        "{records:?}"
+    );
+}
