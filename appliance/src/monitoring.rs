@@ -51,6 +51,10 @@ pub struct MonitorConfig {
     pub retry: RetryPolicy,
     /// Below this many free bytes on the data directory's filesystem, health is degraded.
     pub disk_free_bytes_min: u64,
+    /// Slow-query log (RESP commands, PostgreSQL statements): a warning with target
+    /// `slow_query` for each one that took at least this long. 0 logs every one, -1 none
+    /// (PostgreSQL's `log_min_duration_statement`).
+    pub slow_query_ms: i64,
 }
 
 impl Default for MonitorConfig {
@@ -69,6 +73,7 @@ impl Default for MonitorConfig {
             channels: Vec::new(),
             retry: RetryPolicy::default(),
             disk_free_bytes_min: 1 << 30,
+            slow_query_ms: 1000,
         }
     }
 }
@@ -110,6 +115,34 @@ pub fn metrics_enabled() -> bool {
     METRICS_ENABLED.load(Ordering::Relaxed)
 }
 
+/// Slow-query threshold in µs; `u64::MAX` = off. Set when the monitor starts.
+static SLOW_QUERY_US: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Logs a RESP command or SQL statement that took `elapsed` when that reaches the configured
+/// threshold (one relaxed load on the fast path).
+pub fn note_slow(
+    protocol: &'static str,
+    command: &str,
+    client: impl std::fmt::Display,
+    statement: &str,
+    elapsed: Duration,
+) {
+    let threshold_us = SLOW_QUERY_US.load(Ordering::Relaxed);
+    let elapsed_us = elapsed.as_micros() as u64;
+    if elapsed_us < threshold_us {
+        return;
+    }
+    tracing::warn!(
+        target: "slow_query",
+        protocol,
+        command,
+        client = %client,
+        statement = %truncate_target(statement.as_bytes()),
+        elapsed_us,
+        "slow query"
+    );
+}
+
 /// The monitor, if started.
 pub fn get() -> Option<&'static Monitor> {
     MONITOR.get()
@@ -126,6 +159,9 @@ pub fn ensure_started(shared: &Arc<Shared>) -> &'static Monitor {
 fn start(shared: &Arc<Shared>) -> Monitor {
     let config = shared.config.monitor.clone();
     METRICS_ENABLED.store(config.metrics, Ordering::Relaxed);
+    let slow_us =
+        u64::try_from(config.slow_query_ms).map_or(u64::MAX, |ms| ms.saturating_mul(1000));
+    SLOW_QUERY_US.store(slow_us, Ordering::Relaxed);
     let data_dir = shared.config.data_dir.clone();
     shared.metrics.set_data_dir(&data_dir);
     let audit_dir = data_dir.join("audit");

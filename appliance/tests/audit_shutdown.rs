@@ -180,3 +180,43 @@ fn pg_extended_protocol_execute_is_audited() {
         "{records:?}"
     );
 }
+
+/// Issue 8: the slow-query log. With `slow_query_ms = 0` every RESP command and SQL statement
+/// is logged (target `slow_query`); with the default (1 s) a quick command is not.
+#[test]
+fn slow_query_log_threshold_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mantisd.toml");
+    std::fs::write(&config, "[monitor]\nslow_query_ms = 0\n").unwrap();
+    let d = Daemon::start(Options {
+        extra_args: vec!["--config".into(), config.to_str().unwrap().into()],
+        ..Options::default()
+    });
+    assert_eq!(d.cli(&["SET", "slowkey", "1"]), "OK");
+    let url = format!(
+        "host=127.0.0.1 port={} user=mantis dbname=mantis connect_timeout=10",
+        d.pg.port()
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.simple_query("SELECT 41 + 1").unwrap();
+    drop(client);
+    let slow_lines = |d: &Daemon| -> Vec<String> {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("slow query"))
+            .map(str::to_string)
+            .collect()
+    };
+    common::eventually(std::time::Duration::from_secs(20), "both logged", || {
+        let lines = slow_lines(&d);
+        lines
+            .iter()
+            .any(|l| l.contains("resp") && l.contains("set"))
+            && lines.iter().any(|l| l.contains("SELECT 41 + 1"))
+    });
+
+    let quiet = Daemon::start(Options::default());
+    assert_eq!(quiet.cli(&["SET", "fast", "1"]), "OK");
+    assert_eq!(quiet.cli(&["GET", "fast"]), "1");
+    assert!(slow_lines(&quiet).is_empty(), "{}", quiet.log());
+}

@@ -373,6 +373,7 @@ impl<B: SqlBackend> Session<B> {
         );
         self.observer
             .statement("query", started.elapsed(), result.is_err());
+        crate::monitoring::note_slow("pg", "query", &self.user, sql, started.elapsed());
         if let Err(e) = result {
             self.observer.error(&e);
             encode::error_response(&mut self.out, &e);
@@ -604,7 +605,15 @@ impl<B: SqlBackend> Session<B> {
                 }
                 Statement::Backend(prepared, _, audited) => {
                     let params = self.portal(name)?.params.clone();
+                    let started = std::time::Instant::now();
                     let result = self.backend.execute_prepared(prepared, &params).await;
+                    crate::monitoring::note_slow(
+                        "pg",
+                        "execute",
+                        &self.user,
+                        audited.as_deref().unwrap_or("(prepared statement)"),
+                        started.elapsed(),
+                    );
                     if let Some(sql) = audited {
                         crate::monitoring::audit_sql(
                             &self.user,
