@@ -178,6 +178,9 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "mantisd=debug,info"). [default: info]
     #[arg(long, env = "MANTIS_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
+    #[command(flatten)]
+    pub storage: crate::integrity_config::StorageFlags,
 }
 
 /// The TOML file: the same keys as the flags, all optional.
@@ -213,6 +216,13 @@ pub struct FileConfig {
     /// `[monitor]`: metrics, audit trail, alert rules and channels (issue 8).
     #[serde(default)]
     pub monitor: crate::monitoring::MonitorConfig,
+    /// `[scrub]`, `[cold]`, `[[compression_keyspace]]` (issue 7).
+    #[serde(default)]
+    pub scrub: crate::integrity_config::ScrubSection,
+    #[serde(default)]
+    pub cold: crate::integrity_config::ColdSection,
+    #[serde(default)]
+    pub compression_keyspace: Vec<crate::integrity_config::KeyspaceSection>,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -247,6 +257,8 @@ pub struct Config {
     pub log_level: String,
     /// `[monitor]` of the file (issue 8).
     pub monitor: crate::monitoring::MonitorConfig,
+    /// Scrubber, cold data and per-keyspace codecs (issue 7).
+    pub storage: crate::integrity_config::StorageSettings,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -289,6 +301,13 @@ impl Config {
             .unwrap_or(300);
         let config = Config {
             monitor: file.monitor.clone(),
+            storage: crate::integrity_config::StorageSettings::resolve(
+                cli.storage,
+                file.scrub,
+                file.cold,
+                file.compression_keyspace,
+                cli.zstd_level.or(file.zstd_level).unwrap_or(3),
+            )?,
             data_dir: cli
                 .data_dir
                 .or(file.data_dir)

@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod http;
+pub mod integrity_config;
+pub mod integrity_metrics;
 pub mod lifecycle;
 pub mod listen;
 pub mod locks;

@@ -82,6 +82,9 @@ fn engine_config(c: &Config) -> EngineConfig {
         key_bytes_max: c.key_bytes_max,
         wal_segment_bytes: c.wal_segment_bytes,
         repair_wal: c.repair_wal,
+        scrub: c.storage.scrub.clone(),
+        cold: c.storage.cold.clone(),
+        keyspace_codecs: c.storage.keyspace_codecs.clone(),
         ..EngineConfig::default()
     }
 }
@@ -172,6 +175,9 @@ fn shards_alive(engine: &EngineHandle, within: Duration) -> bool {
     (0..n).all(|_| rx.recv_deadline(deadline).is_ok())
 }
 
+/// How long shutdown waits for the audit thread's final fdatasync.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until a signal; returns once the engine is shut down.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let signals = start_signal_thread()?;
@@ -229,6 +235,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         })?;
     }
     shared.set_ready();
+    // Issue 8: audit, alerts and the disk gauges run from READY on, not from the first request.
+    crate::monitoring::ensure_started(&shared);
     let status =
         format!("serving: resp {resp_addr}, http {http_addr}, pg {pg_addr}, {shards} shards");
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -287,6 +295,12 @@ fn shutdown(
             );
             break;
         }
+    }
+    // Issue 8: the records of every drained request are queued; write and fdatasync them
+    // before the process exits (the audit thread would otherwise sync them only on its next
+    // tick, up to audit_flush_interval_ms later).
+    if let Err(reason) = crate::monitoring::flush_audit(AUDIT_FLUSH_TIMEOUT) {
+        tracing::error!(%reason, "audit trail not flushed at shutdown");
     }
     notify(&[NotifyState::Status("flushing memtables")]);
     let started = Instant::now();

@@ -81,6 +81,8 @@ pub struct Metrics {
     scrape_lock: Mutex<()>,
     started: Instant,
     resources: Resources,
+    /// Corruption events, scrubber, compression by codec (issue 7).
+    pub integrity: crate::integrity_metrics::IntegrityMetrics,
 }
 
 /// Process and disk resources, read at scrape time.
@@ -313,6 +315,7 @@ impl Metrics {
             scrape_lock: Mutex::new(()),
             started: Instant::now(),
             resources: Resources::new()?,
+            integrity: crate::integrity_metrics::IntegrityMetrics::new()?,
         };
         let r = &metrics.registry;
         r.register(Box::new(requests))?;
@@ -335,6 +338,7 @@ impl Metrics {
         for g in metrics.resources.gauges() {
             r.register(g)?;
         }
+        metrics.integrity.register(r)?;
         Ok(metrics)
     }
 

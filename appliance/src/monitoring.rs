@@ -7,15 +7,16 @@
 //!   waiting), and writes an anchor of the chain head to the log every
 //!   `audit_anchor_interval_secs`. A full queue blocks the sending shard (backpressure)
 //!   rather than losing a record.
-//! - The alerts thread, every `alerts_eval_interval_ms`, refreshes the registry through the
-//!   daemon's own `/metrics` and `/health` (the only way to reach the shards' statistics from
-//!   a plain thread), evaluates the rules and delivers events to the channels with retries.
+//! - The alerts thread, every `alerts_eval_interval_ms`, has shard 0 refresh the registry
+//!   (the same functions `/metrics` and `/health` run, called directly: no socket), evaluates
+//!   the rules on the registry's values and delivers events to the channels with retries.
 //!
-//! The monitor starts on first use (any request); [`ensure_started`] is idempotent.
+//! The monitor starts when the daemon turns READY (`lifecycle::run`; requests also call the
+//! idempotent [`ensure_started`]). At shutdown, after the connections drained,
+//! [`flush_audit`] has the audit thread write and fdatasync everything queued, so a clean
+//! exit loses no record (issue 8).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -50,6 +51,10 @@ pub struct MonitorConfig {
     pub retry: RetryPolicy,
     /// Below this many free bytes on the data directory's filesystem, health is degraded.
     pub disk_free_bytes_min: u64,
+    /// Slow-query log (RESP commands, PostgreSQL statements): a warning with target
+    /// `slow_query` for each one that took at least this long. 0 logs every one, -1 none
+    /// (PostgreSQL's `log_min_duration_statement`).
+    pub slow_query_ms: i64,
 }
 
 impl Default for MonitorConfig {
@@ -68,24 +73,74 @@ impl Default for MonitorConfig {
             channels: Vec::new(),
             retry: RetryPolicy::default(),
             disk_free_bytes_min: 1 << 30,
+            slow_query_ms: 1000,
         }
     }
 }
 
 /// The process-wide monitor.
 pub struct Monitor {
-    audit_tx: Option<SyncSender<AuditEvent>>,
+    audit_tx: Option<SyncSender<AuditMsg>>,
     pub audit_queued: AtomicU64,
     pub alerts: Mutex<Engine>,
     pub data_dir: PathBuf,
 }
 
 static MONITOR: OnceLock<Monitor> = OnceLock::new();
+
+/// What the audit thread receives: records, and flush requests answered once the records
+/// queued before them are on disk (fdatasync).
+enum AuditMsg {
+    Record(AuditEvent),
+    Flush(SyncSender<Result<(), String>>),
+}
+
+/// Writes and fdatasyncs every audit record queued so far, waiting at most `within`. Called
+/// at shutdown once the connections drained; a no-op when auditing is off.
+pub fn flush_audit(within: Duration) -> Result<(), String> {
+    let Some(tx) = MONITOR.get().and_then(|m| m.audit_tx.as_ref()) else {
+        return Ok(());
+    };
+    let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
+    tx.send(AuditMsg::Flush(ack_tx))
+        .map_err(|_| "audit thread gone".to_string())?;
+    ack_rx
+        .recv_timeout(within)
+        .map_err(|e| format!("audit flush did not answer: {e}"))?
+}
 /// Read on the data path; set once from the config when the monitor starts.
 static METRICS_ENABLED: AtomicBool = AtomicBool::new(true);
 
 pub fn metrics_enabled() -> bool {
     METRICS_ENABLED.load(Ordering::Relaxed)
+}
+
+/// Slow-query threshold in µs; `u64::MAX` = off. Set when the monitor starts.
+static SLOW_QUERY_US: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Logs a RESP command or SQL statement that took `elapsed` when that reaches the configured
+/// threshold (one relaxed load on the fast path).
+pub fn note_slow(
+    protocol: &'static str,
+    command: &str,
+    client: impl std::fmt::Display,
+    statement: &str,
+    elapsed: Duration,
+) {
+    let threshold_us = SLOW_QUERY_US.load(Ordering::Relaxed);
+    let elapsed_us = elapsed.as_micros() as u64;
+    if elapsed_us < threshold_us {
+        return;
+    }
+    tracing::warn!(
+        target: "slow_query",
+        protocol,
+        command,
+        client = %client,
+        statement = %truncate_target(statement.as_bytes()),
+        elapsed_us,
+        "slow query"
+    );
 }
 
 /// The monitor, if started.
@@ -104,6 +159,9 @@ pub fn ensure_started(shared: &Arc<Shared>) -> &'static Monitor {
 fn start(shared: &Arc<Shared>) -> Monitor {
     let config = shared.config.monitor.clone();
     METRICS_ENABLED.store(config.metrics, Ordering::Relaxed);
+    let slow_us =
+        u64::try_from(config.slow_query_ms).map_or(u64::MAX, |ms| ms.saturating_mul(1000));
+    SLOW_QUERY_US.store(slow_us, Ordering::Relaxed);
     let data_dir = shared.config.data_dir.clone();
     shared.metrics.set_data_dir(&data_dir);
     let audit_dir = data_dir.join("audit");
@@ -146,7 +204,7 @@ fn start(shared: &Arc<Shared>) -> Monitor {
     monitor
 }
 
-fn start_audit(config: &MonitorConfig, dir: PathBuf) -> Option<SyncSender<AuditEvent>> {
+fn start_audit(config: &MonitorConfig, dir: PathBuf) -> Option<SyncSender<AuditMsg>> {
     let writer = match AuditWriter::open(&dir, config.audit_batch_records_max.max(1)) {
         Ok(w) => w,
         Err(e) => {
@@ -172,7 +230,7 @@ fn start_audit(config: &MonitorConfig, dir: PathBuf) -> Option<SyncSender<AuditE
 
 fn audit_loop(
     mut writer: AuditWriter,
-    rx: Receiver<AuditEvent>,
+    rx: Receiver<AuditMsg>,
     flush_interval: Duration,
     anchor_interval: Duration,
 ) {
@@ -182,11 +240,11 @@ fn audit_loop(
     loop {
         let wait = flush_interval.saturating_sub(last_flush.elapsed());
         let open = match rx.recv_timeout(wait) {
-            Ok(event) => {
-                append(&mut writer, event);
+            Ok(msg) => {
+                take(&mut writer, msg);
                 // Take what else is queued without waiting.
-                while let Ok(event) = rx.try_recv() {
-                    append(&mut writer, event);
+                while let Ok(msg) = rx.try_recv() {
+                    take(&mut writer, msg);
                 }
                 true
             }
@@ -213,6 +271,21 @@ fn audit_loop(
     }
 }
 
+fn take(writer: &mut AuditWriter, msg: AuditMsg) {
+    match msg {
+        AuditMsg::Record(event) => append(writer, event),
+        AuditMsg::Flush(ack) => {
+            let result = writer.flush().map(|_| ()).map_err(|e| e.to_string());
+            if let Some(m) = MONITOR.get() {
+                m.audit_queued
+                    .store(writer.unflushed() as u64, Ordering::Relaxed);
+            }
+            // The asker may have given up waiting: nothing to tell then.
+            let _ = ack.try_send(result);
+        }
+    }
+}
+
 fn append(writer: &mut AuditWriter, event: AuditEvent) {
     if writer.is_full() {
         flush(writer);
@@ -233,11 +306,11 @@ pub fn audit(event: AuditEvent) {
     let Some(tx) = MONITOR.get().and_then(|m| m.audit_tx.as_ref()) else {
         return;
     };
-    match tx.try_send(event) {
+    match tx.try_send(AuditMsg::Record(event)) {
         Ok(()) => {}
         // Backpressure: the shard waits for the audit thread rather than drop a record.
-        Err(TrySendError::Full(event)) => {
-            let _ = tx.send(event);
+        Err(TrySendError::Full(msg)) => {
+            let _ = tx.send(msg);
         }
         Err(TrySendError::Disconnected(_)) => {
             tracing::error!("audit thread gone: record lost");
@@ -269,11 +342,6 @@ pub fn record(protocol: &str, who: &str, from: &str, what: &str, target: String,
 }
 
 fn start_alerts(shared: &Arc<Shared>, config: MonitorConfig) {
-    let mut addr = shared.config.http_addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip([127, 0, 0, 1].into());
-    }
-    let password = shared.config.password.clone();
     let shared = Arc::clone(shared);
     let channels = if config.channels.is_empty() {
         vec![Channel {
@@ -293,7 +361,7 @@ fn start_alerts(shared: &Arc<Shared>, config: MonitorConfig) {
             if shared.is_draining() {
                 return;
             }
-            self_scrape(addr, password.as_deref());
+            refresh_from_shards(&shared, REFRESH_TIMEOUT);
             let values = shared.metrics.values();
             evaluate(&values, &channels, &config.retry);
         });
@@ -324,25 +392,31 @@ pub fn evaluate(values: &BTreeMap<String, f64>, channels: &[Channel], retry: &Re
     }
 }
 
-/// GET /metrics and /health on the daemon itself so that the engine's per-shard numbers and
-/// the health verdict in the registry are fresh.
-fn self_scrape(addr: SocketAddr, password: Option<&str>) {
-    for path in ["/metrics", "/health"] {
-        let result = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            let auth = password
-                .map(|p| format!("authorization: Bearer {p}\r\n"))
-                .unwrap_or_default();
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nhost: mantisd\r\n{auth}connection: close\r\n\r\n"
-            )?;
-            let mut sink = Vec::new();
-            s.read_to_end(&mut sink).map(|_| ())
-        });
-        if let Err(e) = result {
-            tracing::debug!(%path, error = %e, "self-scrape failed");
-        }
+/// How long the alerts thread waits for shard 0 to refresh the registry: the health check
+/// itself gives the shards 2 s (`SHARD_PROBE_TIMEOUT`) twice.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the registry refresh of `/metrics` and the health verdict of `/health` on shard 0
+/// (the engine's statistics live on the shards' executors) and waits for them, so that the
+/// per-shard numbers and `health.status` are fresh for the rules.
+pub fn refresh_from_shards(shared: &Arc<Shared>, within: Duration) {
+    let (done_tx, done_rx) = flume::bounded::<()>(1);
+    let s = Arc::clone(shared);
+    let spawned = shared.engine.spawn_on(0, move || async move {
+        crate::http::health::refresh_metrics(&s).await;
+        // Sets the `health_status` gauge; the response itself is not needed.
+        let _ = crate::http::health::health(&s).await;
+        let _ = done_tx.send(());
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "registry refresh not started");
+        return;
+    }
+    if done_rx.recv_timeout(within).is_err() {
+        tracing::warn!(
+            within_ms = within.as_millis() as u64,
+            "registry refresh did not finish: rules evaluated on older values"
+        );
     }
 }
 

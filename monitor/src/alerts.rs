@@ -147,6 +147,17 @@ pub fn default_rules() -> Vec<Rule> {
             Level::Warning,
             "the daemon reports degraded",
         ),
+        // Issue 7: one corruption event (a checksum mismatch on a read or found by the
+        // scrubber) is enough: the data on disk is damaged and someone must look now.
+        rule(
+            "corruption",
+            "mantis_corruption_events_total",
+            Comparison::Gt,
+            0.0,
+            0,
+            Level::Critical,
+            "stored data failed its checksum (GET /api/v1/integrity names the file and offset)",
+        ),
         rule(
             "audit_backlog",
             "mantis_audit_queue_records",

@@ -46,6 +46,12 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    /// Issue 7: stored data failed verification (checksum mismatch, damaged block). The code
+    /// is `data_corrupted`, the status 502 (docs/http.md, "Corruption").
+    pub fn data_corrupted(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, "data_corrupted", message)
+    }
+
     pub fn not_ready(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
     }
@@ -99,6 +105,9 @@ impl From<&EngineError> for ApiError {
                 e.to_string(),
             ),
             EngineError::EmptyKey => ApiError::bad_request("invalid_key", e.to_string()),
+            // Issue 7: the stored data failed its checksum. 502 because the server's own
+            // storage (its "upstream") gave an invalid answer; never the data itself.
+            EngineError::Corruption { .. } => ApiError::data_corrupted(e.to_string()),
             EngineError::TtlOverflow { .. } => ApiError::bad_request("invalid_ttl", e.to_string()),
             _ if e.is_client_error() => ApiError::bad_request("bad_request", e.to_string()),
             _ => {
@@ -127,12 +136,26 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpRespon
 mod tests {
     use super::*;
 
+    fn mantis_table_error() -> mantis_engine::TableError {
+        mantis_engine::TableError::ChecksumMismatch {
+            file: "shard-0/segments/1.seg".into(),
+            offset: 4096,
+            expected: 1,
+            found: 2,
+        }
+    }
+
     #[test]
     fn engine_errors_map_to_statuses() {
         let e = ApiError::from(EngineError::DiskFull { shard: 1 });
         assert_eq!((e.status.as_u16(), e.code), (507, "disk_full"));
         let e = ApiError::from(EngineError::ValueTooLarge { len: 10, max: 5 });
         assert_eq!((e.status.as_u16(), e.code), (413, "value_too_large"));
+        let e = ApiError::from(EngineError::Corruption {
+            shard: 0,
+            source: mantis_table_error(),
+        });
+        assert_eq!((e.status.as_u16(), e.code), (502, "data_corrupted"));
         let e = ApiError::from(EngineError::ShuttingDown);
         assert_eq!(e.status.as_u16(), 503);
         let resp = ApiError::unauthorized().response();

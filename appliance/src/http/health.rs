@@ -238,14 +238,21 @@ fn audit_trail(shared: &Shared) -> (Level, serde_json::Value) {
     }
 }
 
-pub async fn metrics(shared: &Shared) -> HttpResponse {
+/// Copies the engine's per-shard statistics into the registry (a scrape, and the alerts
+/// thread before it evaluates the rules).
+pub async fn refresh_metrics(shared: &Shared) {
     match shard_stats(shared).await {
         Ok(stats) => {
             let samples: Vec<ShardSample> = stats.iter().map(sample).collect();
             shared.metrics.record_shards(&samples);
+            shared.metrics.integrity.record(&stats);
         }
-        Err(reason) => tracing::warn!(%reason, "metrics scrape without engine statistics"),
+        Err(reason) => tracing::warn!(%reason, "metrics refresh without engine statistics"),
     }
+}
+
+pub async fn metrics(shared: &Shared) -> HttpResponse {
+    refresh_metrics(shared).await;
     let mut resp = Response::new(Full::new(Bytes::from(shared.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -57,7 +57,10 @@ pub async fn run(shared: &Shared, req: Request<Incoming>) -> Result<HttpResponse
 
 /// An SQL error as the API reports it: the SQLSTATE is the code.
 fn sql_error(sqlstate: &'static str, message: &str, position: Option<u32>) -> ApiError {
-    let status = if sqlstate.starts_with("XX") || sqlstate.starts_with("58") {
+    let status = if sqlstate == mantis_sql::error::state::DATA_CORRUPTED {
+        // Same status as the KV API's `data_corrupted` (issue 7).
+        StatusCode::BAD_GATEWAY
+    } else if sqlstate.starts_with("XX") || sqlstate.starts_with("58") {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::BAD_REQUEST

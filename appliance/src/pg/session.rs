@@ -68,7 +68,9 @@ enum Statement<P> {
     Empty,
     /// Answered by the wire layer ([`catalog`]).
     Canned(String),
-    Backend(P, StatementDesc),
+    /// The third field is the statement text when it modifies data or schema: Execute
+    /// audits it (issue 8), as the simple protocol does.
+    Backend(P, StatementDesc, Option<String>),
 }
 
 enum Rows<V> {
@@ -371,6 +373,7 @@ impl<B: SqlBackend> Session<B> {
         );
         self.observer
             .statement("query", started.elapsed(), result.is_err());
+        crate::monitoring::note_slow("pg", "query", &self.user, sql, started.elapsed());
         if let Err(e) = result {
             self.observer.error(&e);
             encode::error_response(&mut self.out, &e);
@@ -443,7 +446,8 @@ impl<B: SqlBackend> Session<B> {
             Statement::Canned(sql.to_string())
         } else {
             let (prepared, desc) = self.backend.prepare(sql, param_oids).await?;
-            Statement::Backend(prepared, desc)
+            let audited = crate::monitoring::sql_modifies(sql).then(|| sql.to_string());
+            Statement::Backend(prepared, desc, audited)
         };
         self.statements.insert(name, Rc::new(statement));
         assert!(self.statements.len() <= STATEMENTS_MAX);
@@ -484,7 +488,7 @@ impl<B: SqlBackend> Session<B> {
             ));
         }
         let expected = match stmt.as_ref() {
-            Statement::Backend(_, desc) => desc.param_oids.len(),
+            Statement::Backend(_, desc, _) => desc.param_oids.len(),
             Statement::Empty | Statement::Canned(_) => 0,
         };
         if params.len() != expected {
@@ -503,7 +507,7 @@ impl<B: SqlBackend> Session<B> {
             .map(|(bytes, format)| Param { format, bytes })
             .collect();
         let columns = match stmt.as_ref() {
-            Statement::Backend(_, desc) => desc.columns.len(),
+            Statement::Backend(_, desc, _) => desc.columns.len(),
             // Canned results are text whatever the client asks; the count is checked there.
             Statement::Empty | Statement::Canned(_) => 0,
         };
@@ -531,7 +535,9 @@ impl<B: SqlBackend> Session<B> {
                 let stmt = self.statement(name)?;
                 let (oids, columns) = match stmt.as_ref() {
                     Statement::Empty => (Vec::new(), Vec::new()),
-                    Statement::Backend(_, desc) => (desc.param_oids.clone(), desc.columns.clone()),
+                    Statement::Backend(_, desc, _) => {
+                        (desc.param_oids.clone(), desc.columns.clone())
+                    }
                     Statement::Canned(sql) => (Vec::new(), self.canned_columns(sql).await?),
                 };
                 encode::parameter_description(&mut self.out, &oids);
@@ -541,7 +547,7 @@ impl<B: SqlBackend> Session<B> {
                 let stmt = Rc::clone(&self.portal(name)?.statement);
                 let columns = match stmt.as_ref() {
                     Statement::Empty => Vec::new(),
-                    Statement::Backend(_, desc) => desc.columns.clone(),
+                    Statement::Backend(_, desc, _) => desc.columns.clone(),
                     Statement::Canned(sql) => self.canned_columns(sql).await?,
                 };
                 let portal = self.portal_mut(name)?;
@@ -597,9 +603,25 @@ impl<B: SqlBackend> Session<B> {
                         }
                     }
                 }
-                Statement::Backend(prepared, _) => {
+                Statement::Backend(prepared, _, audited) => {
                     let params = self.portal(name)?.params.clone();
-                    match self.backend.execute_prepared(prepared, &params).await? {
+                    let started = std::time::Instant::now();
+                    let result = self.backend.execute_prepared(prepared, &params).await;
+                    crate::monitoring::note_slow(
+                        "pg",
+                        "execute",
+                        &self.user,
+                        audited.as_deref().unwrap_or("(prepared statement)"),
+                        started.elapsed(),
+                    );
+                    if let Some(sql) = audited {
+                        crate::monitoring::audit_sql(
+                            &self.user,
+                            sql,
+                            result.as_ref().err().map(|e| e.sqlstate.to_string()),
+                        );
+                    }
+                    match result? {
                         Outcome::Rows { rows, .. } => PortalState::Open {
                             rows: Rows::Backend(rows.into()),
                             sent: 0,

@@ -145,6 +145,8 @@ pub fn engine_error(command: &str, e: &EngineError) -> Reply {
             Reply::Error(format!("MISCONF {e}"))
         }
         EngineError::ShuttingDown => Reply::Error("SHUTDOWN the server is shutting down".into()),
+        // Issue 7: `-ERR corruption ...`, never the damaged data (docs/resp.md).
+        EngineError::Corruption { .. } => Reply::err(format!("corruption detected: {e}")),
         _ if e.is_disk_full() => Reply::Error(format!("DISKFULL {e}")),
         _ if e.is_client_error() => Reply::err(e),
         _ => {

@@ -147,6 +147,13 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
     if let Some(m) = shared.metrics.command_static("resp", spec.name) {
         m.observe(started.elapsed(), reply.is_error());
     }
+    crate::monitoring::note_slow(
+        "resp",
+        spec.name,
+        format_args!("client:{}", session.client_id),
+        "",
+        started.elapsed(),
+    );
     reply
 }
 
@@ -208,6 +215,13 @@ pub async fn execute_keyed(
     if let Some(m) = shared.metrics.command_static("resp", name) {
         m.observe(started.elapsed(), reply.is_error());
     }
+    crate::monitoring::note_slow(
+        "resp",
+        name,
+        format_args!("client:{}", client.id),
+        "",
+        started.elapsed(),
+    );
     reply
 }
 

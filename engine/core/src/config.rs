@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use mantis_storage::SimStorage;
-use mantis_table::{CachePolicy, Codec};
+use mantis_table::{CachePolicy, Codec, KeyspaceCodec};
 
 /// The largest expiry we accept: 9999-12-31T23:59:59.999Z, in unix milliseconds.
 pub const EXPIRES_AT_MS_MAX: u64 = 253_402_300_799_999;
@@ -22,6 +22,10 @@ pub struct EngineConfig {
     pub block_cache_bytes: usize,
     pub cache_policy: CachePolicy,
     pub compression: Codec,
+    /// Per-keyspace codecs for flushes and compactions (key prefix → codec, longest prefix
+    /// wins; at most `mantis_table::KEYSPACE_CODECS_MAX`). Cold recompression ignores them:
+    /// cold data is rewritten with `cold.cold_codec` whatever its keyspace.
+    pub keyspace_codecs: Vec<KeyspaceCodec>,
     pub value_bytes_max: usize,
     pub key_bytes_max: usize,
     pub wal_segment_bytes: u64,
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
             block_cache_bytes: 64 << 20,
             cache_policy: CachePolicy::Lru,
             compression: Codec::Lz4,
+            keyspace_codecs: Vec::new(),
             value_bytes_max: 64 << 20,
             key_bytes_max: 64 << 10,
             wal_segment_bytes: 64 << 20,

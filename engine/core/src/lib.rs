@@ -24,6 +24,7 @@ pub use config::{EngineConfig, EXPIRES_AT_MS_MAX};
 pub use engine::{key_hash, BatchOp, Engine, EngineHandle, SHARD_QUEUE_MAX};
 pub use error::{EngineError, Result};
 pub use event::now_ms;
+pub use mantis_table::{zstd_level_range, KeyspaceCodec, TableError, KEYSPACE_CODECS_MAX};
 pub use mantis_table::{CachePolicy, Codec};
 pub use shard::write::{expiry_from_ttl, ValueEntry, WriteOp};
 pub use shard::{ScanRange, ShardStats};

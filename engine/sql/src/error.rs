@@ -34,6 +34,7 @@ pub mod state {
     pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const INTERNAL_ERROR: &str = "XX000";
+    /// Stored data failed its checksum (issue 7): PostgreSQL's `data_corrupted`.
     pub const DATA_CORRUPTED: &str = "XX001";
     pub const IO_ERROR: &str = "58030";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
@@ -111,6 +112,12 @@ impl SqlError {
 
     /// A storage-engine failure, with the operation that hit it.
     pub fn storage(op: &str, e: mantis_engine::EngineError) -> SqlError {
+        if e.is_corruption() {
+            return SqlError::new(
+                state::DATA_CORRUPTED,
+                format!("data corrupted during {op}: {e}"),
+            );
+        }
         SqlError::new(state::IO_ERROR, format!("storage error during {op}: {e}"))
     }
 }

@@ -27,7 +27,8 @@ pub fn zstd_level_range() -> std::ops::RangeInclusive<i32> {
 }
 
 impl Codec {
-    pub(crate) fn id(self) -> u8 {
+    /// The id stored on disk (and in [`crate::IndexEntry::codec_id`]).
+    pub fn id(self) -> u8 {
         match self {
             Codec::None => CODEC_ID_NONE,
             Codec::Lz4 => CODEC_ID_LZ4,

@@ -38,6 +38,7 @@ pub use iter::SegmentIter;
 pub use props::{CodecStats, SegmentProperties};
 pub use reader::{Segment, VerifyReport};
 pub use writer::{
-    SegmentMeta, SegmentWriter, WriterOptions, BLOCK_SIZE_TARGET_DEFAULT_BYTES,
-    BLOCK_SIZE_TARGET_MAX_BYTES, WRITE_BUFFER_DEFAULT_BYTES, WRITE_BUFFER_MAX_BYTES,
+    KeyspaceCodec, SegmentMeta, SegmentWriter, WriterOptions, BLOCK_SIZE_TARGET_DEFAULT_BYTES,
+    BLOCK_SIZE_TARGET_MAX_BYTES, KEYSPACE_CODECS_MAX, WRITE_BUFFER_DEFAULT_BYTES,
+    WRITE_BUFFER_MAX_BYTES,
 };

@@ -38,7 +38,21 @@ pub struct WriterOptions {
     pub codec: Codec,
     /// Bytes buffered before a write; a multiple of 4 KiB.
     pub write_buffer_bytes: usize,
+    /// Per-keyspace codecs: a key under one of these prefixes is stored in a block of that
+    /// codec instead of `codec` (the longest matching prefix wins). Blocks never mix codecs,
+    /// so a keyspace boundary also ends a block. At most [`KEYSPACE_CODECS_MAX`].
+    pub keyspace_codecs: Vec<KeyspaceCodec>,
 }
+
+/// Keys starting with `prefix` are compressed with `codec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceCodec {
+    pub prefix: Vec<u8>,
+    pub codec: Codec,
+}
+
+/// Each key is matched against every rule: keep the table short.
+pub const KEYSPACE_CODECS_MAX: usize = 64;
 
 impl Default for WriterOptions {
     fn default() -> Self {
@@ -46,6 +60,7 @@ impl Default for WriterOptions {
             block_size_bytes: BLOCK_SIZE_TARGET_DEFAULT_BYTES,
             codec: Codec::default(),
             write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
+            keyspace_codecs: Vec::new(),
         }
     }
 }
@@ -68,15 +83,35 @@ impl WriterOptions {
                 self.write_buffer_bytes
             ));
         }
-        if let Codec::Zstd { level } = self.codec {
-            if !zstd_level_range().contains(&level) {
-                return bad(format!(
-                    "zstd level {level} not in {:?}",
-                    zstd_level_range()
-                ));
+        if self.keyspace_codecs.len() > KEYSPACE_CODECS_MAX {
+            return bad(format!(
+                "{} keyspace codecs, at most {KEYSPACE_CODECS_MAX}",
+                self.keyspace_codecs.len()
+            ));
+        }
+        let codecs =
+            std::iter::once(self.codec).chain(self.keyspace_codecs.iter().map(|k| k.codec));
+        for codec in codecs {
+            if let Codec::Zstd { level } = codec {
+                if !zstd_level_range().contains(&level) {
+                    return bad(format!(
+                        "zstd level {level} not in {:?}",
+                        zstd_level_range()
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The codec for a block holding `key`: the longest matching keyspace prefix, else
+    /// `codec`.
+    pub fn codec_for(&self, key: &[u8]) -> Codec {
+        self.keyspace_codecs
+            .iter()
+            .filter(|k| key.starts_with(&k.prefix))
+            .max_by_key(|k| k.prefix.len())
+            .map_or(self.codec, |k| k.codec)
     }
 }
 
@@ -102,6 +137,8 @@ pub struct SegmentWriter {
     options: WriterOptions,
     out: AlignedOutput,
     block: BlockBuilder,
+    /// The codec of the block being built (see [`WriterOptions::codec_for`]).
+    block_codec: Codec,
     index: Vec<IndexEntry>,
     key_hashes: Vec<u64>,
     props: SegmentProperties,
@@ -124,6 +161,7 @@ impl SegmentWriter {
             out: AlignedOutput::new(file.clone(), options.write_buffer_bytes),
             file,
             block: BlockBuilder::default(),
+            block_codec: options.codec,
             index: Vec::new(),
             key_hashes: Vec::new(),
             props: SegmentProperties::new(options.codec, options.block_size_bytes as u32),
@@ -169,13 +207,15 @@ impl SegmentWriter {
             "segment keys not strictly increasing in {}",
             self.path.display()
         );
-        if !self.block.is_empty() && self.block.raw_len_with(entry) > self.options.block_size_bytes
-        {
+        let codec = self.options.codec_for(&entry.key);
+        let block_full = self.block.raw_len_with(entry) > self.options.block_size_bytes;
+        if !self.block.is_empty() && (block_full || codec != self.block_codec) {
             let r = self.flush_block().await;
             self.check(r)?;
             // A flush is a natural point to let foreground work run on this shard.
             glommio::yield_if_needed().await;
         }
+        self.block_codec = codec;
         self.block.add(entry);
         self.last_key.clear();
         self.last_key.extend_from_slice(&entry.key);
@@ -220,7 +260,7 @@ impl SegmentWriter {
 
     async fn flush_block(&mut self) -> Result<()> {
         let raw = self.block.finish();
-        let framed = frame(raw, self.options.codec);
+        let framed = frame(raw, self.block_codec);
         let offset = self.out.position();
         self.out.append(framed.payload(raw)).await?;
         self.out.append(&framed.trailer).await?;

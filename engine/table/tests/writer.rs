@@ -206,3 +206,81 @@ fn blocks_follow_the_target_size_and_big_values_get_their_own_block() {
         );
     });
 }
+
+/// Keys under a keyspace prefix land in blocks of that keyspace's codec, every other key in
+/// blocks of the segment codec; the longest prefix wins, and every value reads back.
+#[test]
+fn keyspace_codecs_pick_the_block_codec() {
+    let storage = SimStorage::new(1).handle();
+    let path = Path::new("/seg/keyspaces.seg");
+    let mut entries: Vec<Entry> = Vec::new();
+    for prefix in ["a:", "logs:", "logs:raw:", "z:"] {
+        for i in 0..300u32 {
+            let value =
+                format!("{{\"n\":{i},\"text\":\"compressible compressible compressible\"}}");
+            entries.push(Entry::put(
+                format!("{prefix}{i:06}").into_bytes(),
+                u64::from(i) + 1,
+                value.into_bytes(),
+            ));
+        }
+    }
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    let options = WriterOptions {
+        block_size_bytes: 4096,
+        codec: Codec::Lz4,
+        keyspace_codecs: vec![
+            mantis_table::KeyspaceCodec {
+                prefix: b"logs:".to_vec(),
+                codec: Codec::Zstd { level: 3 },
+            },
+            mantis_table::KeyspaceCodec {
+                prefix: b"logs:raw:".to_vec(),
+                codec: Codec::Snappy,
+            },
+        ],
+        ..WriterOptions::default()
+    };
+    assert_eq!(options.codec_for(b"logs:raw:1"), Codec::Snappy);
+    block_on(async {
+        common::write(&storage, path, &entries, options.clone()).await;
+        let cache = std::rc::Rc::new(mantis_table::BlockCache::new(
+            1 << 20,
+            mantis_table::CachePolicy::Lru,
+        ));
+        let seg = mantis_table::Segment::open(&storage, path, 1, cache)
+            .await
+            .unwrap();
+        let mut seen = [0u32; 4];
+        for e in &entries {
+            let (found, block) = seg.get_located(&e.key).await.unwrap().unwrap();
+            assert_eq!(&found, e);
+            let want = options.codec_for(&e.key).id();
+            let got = seg.blocks()[block].codec_id;
+            assert_eq!(got, want, "key {:?}", String::from_utf8_lossy(&e.key));
+            seen[usize::from(got)] += 1;
+        }
+        assert_eq!(seen, [0, 600, 300, 300], "none, lz4, snappy, zstd");
+    });
+}
+
+#[test]
+fn too_many_keyspace_codecs_are_refused() {
+    let storage = SimStorage::new(1).handle();
+    let options = WriterOptions {
+        keyspace_codecs: (0..=mantis_table::KEYSPACE_CODECS_MAX)
+            .map(|i| mantis_table::KeyspaceCodec {
+                prefix: format!("p{i}:").into_bytes(),
+                codec: Codec::None,
+            })
+            .collect(),
+        ..WriterOptions::default()
+    };
+    block_on(async {
+        let err = SegmentWriter::create(&storage, Path::new("/k"), options)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, TableError::InvalidOptions { .. }), "{err}");
+    });
+}

@@ -27,6 +27,19 @@ pub enum Site {
 }
 
 impl Site {
+    pub const COUNT: usize = 4;
+    /// In [`Site::index`] order.
+    pub const ALL: [Site; Site::COUNT] = [Site::Layout, Site::Manifest, Site::Segment, Site::Wal];
+
+    pub fn index(self) -> usize {
+        match self {
+            Site::Layout => 0,
+            Site::Manifest => 1,
+            Site::Segment => 2,
+            Site::Wal => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Site::Layout => "layout",

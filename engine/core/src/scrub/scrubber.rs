@@ -61,6 +61,8 @@ pub(crate) struct ShardIntegrity {
     pub requested: Cell<bool>,
     pub wake: Event,
     pub corruption_events: Cell<u64>,
+    /// The same events by [`Site::index`], for the per-component metric.
+    pub events_by_site: RefCell<[u64; Site::COUNT]>,
     pub last_event: RefCell<Option<CorruptionEvent>>,
 }
 
@@ -78,6 +80,7 @@ impl ShardIntegrity {
             "corruption event"
         );
         self.corruption_events.set(self.corruption_events.get() + 1);
+        self.events_by_site.borrow_mut()[event.site.index()] += 1;
         *self.last_event.borrow_mut() = Some(event);
     }
 

@@ -231,9 +231,17 @@ impl Shard {
         e
     }
 
+    /// Writes with the hot codec follow the per-keyspace table; a cold rewrite (any other
+    /// codec) applies its codec to every block.
     fn writer_options(&self, codec: Codec) -> WriterOptions {
+        let keyspace_codecs = if codec == self.cfg.compression {
+            self.cfg.keyspace_codecs.clone()
+        } else {
+            Vec::new()
+        };
         WriterOptions {
             codec,
+            keyspace_codecs,
             ..WriterOptions::default()
         }
     }

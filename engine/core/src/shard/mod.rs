@@ -98,6 +98,8 @@ pub struct ShardStats {
     /// Integrity: scrubber progress, corruption events (any → health degraded).
     pub scrub: crate::scrub::ScrubStats,
     pub corruption_events: u64,
+    /// `corruption_events` by component, indexed by `scrub::Site::index`.
+    pub corruption_events_by_site: [u64; crate::scrub::Site::COUNT],
     pub last_corruption: Option<crate::scrub::CorruptionEvent>,
     /// Bytes by codec, cold fraction, recompression work.
     pub compression: crate::cold::CompressionStats,
@@ -293,6 +295,7 @@ impl Shard {
             disk_full: self.disk_full.get(),
             scrub: self.integrity.stats.borrow().clone(),
             corruption_events: self.integrity.corruption_events.get(),
+            corruption_events_by_site: *self.integrity.events_by_site.borrow(),
             last_corruption: self.integrity.last_event.borrow().clone(),
             compression: crate::cold::stats(self),
         }
