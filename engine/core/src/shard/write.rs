@@ -289,6 +289,28 @@ impl Shard {
         self.maintenance_wake.notify_all();
     }
 
+    /// Reserves `key` for a read-modify-write: waits until no write or other read-modify-write
+    /// of it is in flight; plain writes to it wait while the guard lives.
+    async fn reserve_rmw(self: &Rc<Self>, key: &[u8]) -> Result<RmwGuard> {
+        if key.is_empty() {
+            return Err(EngineError::EmptyKey);
+        }
+        loop {
+            self.check_writable()?;
+            let busy =
+                self.rmw_keys.borrow().contains(key) || self.inflight.borrow().contains_key(key);
+            if !busy {
+                break;
+            }
+            self.changed.wait().await;
+        }
+        self.rmw_keys.borrow_mut().insert(key.to_vec());
+        Ok(RmwGuard {
+            shard: self.clone(),
+            key: key.to_vec(),
+        })
+    }
+
     /// Atomic read-modify-write of one key: waits for the key's in-flight writes, reads,
     /// decides, and writes, while plain writes to the key wait.
     pub async fn update<R>(
@@ -296,23 +318,7 @@ impl Shard {
         key: Vec<u8>,
         f: impl FnOnce(Option<ValueEntry>) -> Result<(WriteOp, R)>,
     ) -> Result<R> {
-        if key.is_empty() {
-            return Err(EngineError::EmptyKey);
-        }
-        loop {
-            self.check_writable()?;
-            let busy =
-                self.rmw_keys.borrow().contains(&key) || self.inflight.borrow().contains_key(&key);
-            if !busy {
-                break;
-            }
-            self.changed.wait().await;
-        }
-        self.rmw_keys.borrow_mut().insert(key.clone());
-        let _reservation = RmwGuard {
-            shard: self.clone(),
-            key: key.clone(),
-        };
+        let _reservation = self.reserve_rmw(&key).await?;
         let current = self.get_entry(&key).await?;
         let (op, result) = f(current)?;
         let m = match op {
@@ -342,23 +348,7 @@ impl Shard {
         read_keys: Vec<Vec<u8>>,
         f: impl FnOnce(Option<ValueEntry>, Vec<Option<ValueEntry>>) -> Result<(Vec<Mutation>, R)>,
     ) -> Result<R> {
-        if key.is_empty() {
-            return Err(EngineError::EmptyKey);
-        }
-        loop {
-            self.check_writable()?;
-            let busy =
-                self.rmw_keys.borrow().contains(&key) || self.inflight.borrow().contains_key(&key);
-            if !busy {
-                break;
-            }
-            self.changed.wait().await;
-        }
-        self.rmw_keys.borrow_mut().insert(key.clone());
-        let _reservation = RmwGuard {
-            shard: self.clone(),
-            key: key.clone(),
-        };
+        let _reservation = self.reserve_rmw(&key).await?;
         let current = self.get_entry(&key).await?;
         let mut reads = Vec::with_capacity(read_keys.len());
         for k in &read_keys {
