@@ -14,6 +14,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mantisd");
 /// How long a daemon may take to recover and report READY=1.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+/// Starts tried before giving up when a port taken between `free_port` and the bind fails one.
+pub const START_ATTEMPTS_MAX: usize = 5;
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -119,9 +121,26 @@ impl Daemon {
             bare: opts.bare,
             notifications: Vec::new(),
         };
-        d.spawn(&notify_path);
-        d.wait_for_notification("READY=1", START_TIMEOUT);
-        d
+        // `free_port` releases each port before mantisd binds it, so another test's daemon or
+        // a client's ephemeral port can take it in between (seen in CI: "pg_addr …: address
+        // already in use"). Such a start fails before READY; it is retried on fresh ports.
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            d.spawn(&notify_path);
+            match d.poll_notification("READY=1", START_TIMEOUT) {
+                Ok(()) => return d,
+                Err(exit)
+                    if exit.contains("address already in use") && attempt < START_ATTEMPTS_MAX =>
+                {
+                    d.child = None;
+                    d.notifications.clear();
+                    d.resp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    d.http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    d.pg = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                }
+                Err(exit) => panic!("{exit}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn spawn(&mut self, notify_path: &Path) {
@@ -178,6 +197,14 @@ impl Daemon {
 
     /// Waits until a notify datagram containing `needle` arrived (or was seen before).
     pub fn wait_for_notification(&mut self, needle: &str, within: Duration) {
+        if let Err(exit) = self.poll_notification(needle, within) {
+            panic!("{exit}");
+        }
+    }
+
+    /// As `wait_for_notification`, but an exit of mantisd before `needle` is returned (with
+    /// its status and log) rather than a panic.
+    fn poll_notification(&mut self, needle: &str, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         let mut buf = vec![0u8; 4096];
         loop {
@@ -186,14 +213,14 @@ impl Daemon {
                 .iter()
                 .any(|n| n.lines().any(|l| l == needle))
             {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait().unwrap() {
-                    panic!(
+                    return Err(format!(
                         "mantisd exited ({status}) before sending {needle}; log:\n{}",
                         self.log()
-                    );
+                    ));
                 }
             }
             assert!(
