@@ -51,26 +51,39 @@ pub(crate) fn check_chain(dest: &dyn Destination, m: &BackupManifest) -> Result<
     Ok(())
 }
 
-/// Reads one object and returns the raw file bytes once both checks pass.
-pub(crate) fn fetch_checked(dest: &dyn Destination, f: &BackupFile) -> Result<Vec<u8>> {
-    let stored = dest.get(&f.object)?;
-    if stored.len() as u64 != f.stored_size_bytes {
+/// Checks `bytes` (the `what` form of object `f`: "stored" or "raw") against the manifest's
+/// size and SHA-256.
+fn check_form(
+    f: &BackupFile,
+    what: &'static str,
+    bytes: &[u8],
+    size_bytes: u64,
+    sha256: &str,
+) -> Result<()> {
+    if bytes.len() as u64 != size_bytes {
         return Err(BackupError::SizeMismatch {
             object: f.object.clone(),
-            what: "stored",
-            expected: f.stored_size_bytes,
-            found: stored.len() as u64,
+            what,
+            expected: size_bytes,
+            found: bytes.len() as u64,
         });
     }
-    let found = sha256_hex(&stored);
-    if found != f.stored_sha256 {
+    let found = sha256_hex(bytes);
+    if found != sha256 {
         return Err(BackupError::ChecksumMismatch {
             object: f.object.clone(),
-            what: "stored",
-            expected: f.stored_sha256.clone(),
+            what,
+            expected: sha256.to_owned(),
             found,
         });
     }
+    Ok(())
+}
+
+/// Reads one object and returns the raw file bytes once both checks pass.
+pub(crate) fn fetch_checked(dest: &dyn Destination, f: &BackupFile) -> Result<Vec<u8>> {
+    let stored = dest.get(&f.object)?;
+    check_form(f, "stored", &stored, f.stored_size_bytes, &f.stored_sha256)?;
     let capacity = usize::try_from(f.raw_size_bytes).map_err(|_| BackupError::Manifest {
         object: f.object.clone(),
         reason: "raw size does not fit in memory".into(),
@@ -79,23 +92,7 @@ pub(crate) fn fetch_checked(dest: &dyn Destination, f: &BackupFile) -> Result<Ve
         object: f.object.clone(),
         reason: e.to_string(),
     })?;
-    if raw.len() as u64 != f.raw_size_bytes {
-        return Err(BackupError::SizeMismatch {
-            object: f.object.clone(),
-            what: "raw",
-            expected: f.raw_size_bytes,
-            found: raw.len() as u64,
-        });
-    }
-    let found = sha256_hex(&raw);
-    if found != f.raw_sha256 {
-        return Err(BackupError::ChecksumMismatch {
-            object: f.object.clone(),
-            what: "raw",
-            expected: f.raw_sha256.clone(),
-            found,
-        });
-    }
+    check_form(f, "raw", &raw, f.raw_size_bytes, &f.raw_sha256)?;
     Ok(raw)
 }
 
