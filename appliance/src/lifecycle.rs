@@ -36,8 +36,12 @@ pub enum DaemonError {
 pub fn init_logging(format: LogFormat, filter: &str) -> Result<(), DaemonError> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| DaemonError::Logging(format!("log_level {filter:?}: {e}")))?;
+    // Colour codes only for a person at a terminal: in the journal or a log file they are
+    // noise that breaks grep.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -69,9 +69,20 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, protocol: Proto
 }
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, slot: ConnectionSlot, protocol: Protocol) {
+    use tracing::Instrument as _;
+    // Every line logged while serving this connection names it (issue 8: log correlation).
+    let span = tracing::info_span!("conn", protocol = protocol.label(), client = slot.client_id);
     match protocol {
-        Protocol::Resp => crate::resp::conn::serve(stream, shared, slot).await,
-        Protocol::Http => crate::http::serve(stream, shared, slot).await,
+        Protocol::Resp => {
+            crate::resp::conn::serve(stream, shared, slot)
+                .instrument(span)
+                .await
+        }
+        Protocol::Http => {
+            crate::http::serve(stream, shared, slot)
+                .instrument(span)
+                .await
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct CommandMetrics {
     pub requests: IntCounter,
     pub errors: IntCounter,
     pub latency: Histogram,
+    /// Index of this entry's HdrHistogram recordings ([`crate::latency`]).
+    pub slot: usize,
 }
 
 impl CommandMetrics {
@@ -31,6 +33,7 @@ impl CommandMetrics {
             self.errors.inc();
         }
         self.latency.observe(elapsed.as_secs_f64());
+        crate::latency::record(self.slot, elapsed);
     }
 }
 
@@ -83,6 +86,10 @@ pub struct Metrics {
     resources: Resources,
     /// Corruption events, scrubber, compression by codec (issue 7).
     pub integrity: crate::integrity_metrics::IntegrityMetrics,
+    /// `(protocol, command)` of each latency slot, in slot order (issue 8).
+    slot_names: Vec<(&'static str, &'static str)>,
+    /// p50/p99/p999/max from the merged HdrHistogram recordings, set at scrape time.
+    request_latency_seconds: crate::latency::LatencySummary,
 }
 
 /// Process and disk resources, read at scrape time.
@@ -248,10 +255,15 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
             labels,
         )?;
-        let entry = |proto: &str, cmd: &str| CommandMetrics {
-            requests: requests.with_label_values(&[proto, cmd]),
-            errors: errors.with_label_values(&[proto, cmd]),
-            latency: latency.with_label_values(&[proto, cmd]),
+        let mut slot_names: Vec<(&'static str, &'static str)> = Vec::new();
+        let mut entry = |proto: &'static str, cmd: &'static str| {
+            slot_names.push((proto, cmd));
+            CommandMetrics {
+                requests: requests.with_label_values(&[proto, cmd]),
+                errors: errors.with_label_values(&[proto, cmd]),
+                latency: latency.with_label_values(&[proto, cmd]),
+                slot: slot_names.len() - 1,
+            }
         };
         let table = commands
             .iter()
@@ -316,6 +328,8 @@ impl Metrics {
             started: Instant::now(),
             resources: Resources::new()?,
             integrity: crate::integrity_metrics::IntegrityMetrics::new()?,
+            slot_names,
+            request_latency_seconds: crate::latency::LatencySummary::new()?,
         };
         let r = &metrics.registry;
         r.register(Box::new(requests))?;
@@ -335,6 +349,7 @@ impl Metrics {
             r.register(Box::new(c.clone()))?;
         }
         r.register(Box::new(metrics.wal_sync_latency_max_seconds.clone()))?;
+        r.register(Box::new(metrics.request_latency_seconds.clone()))?;
         for g in metrics.resources.gauges() {
             r.register(g)?;
         }
@@ -354,6 +369,12 @@ impl Metrics {
         self.commands
             .get(&(protocol, command))
             .or_else(|| self.other.get(protocol))
+    }
+
+    /// Publishes the quantiles of the merged HdrHistogram recordings ([`crate::latency::gather`]).
+    pub fn record_latency(&self, merged: &[Option<hdrhistogram::Histogram<u64>>]) {
+        self.request_latency_seconds
+            .publish(&self.slot_names, merged);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -490,6 +511,19 @@ impl Metrics {
                         }
                         prometheus::proto::MetricType::GAUGE => {
                             serde_json::json!(m.get_gauge().get_value())
+                        }
+                        prometheus::proto::MetricType::SUMMARY => {
+                            let s = m.get_summary();
+                            let quantiles: serde_json::Map<String, serde_json::Value> = s
+                                .get_quantile()
+                                .iter()
+                                .map(|q| (q.quantile().to_string(), q.value().into()))
+                                .collect();
+                            serde_json::json!({
+                                "count": s.sample_count(),
+                                "sum": s.sample_sum(),
+                                "quantiles": quantiles,
+                            })
                         }
                         _ => {
                             let h = m.get_histogram();

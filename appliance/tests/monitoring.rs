@@ -392,3 +392,81 @@ fn shipped_rules_and_dashboard_name_exported_metrics() {
     }
     assert!(checked > 20, "{checked}");
 }
+
+/// Issue 8: latency percentiles come from HdrHistogram recordings (every shard's, merged at
+/// scrape time), and log lines carry a trace id (HTTP: the caller's `x-request-id` or
+/// `traceparent`, else a generated one, echoed in `x-trace-id`; RESP: the connection span).
+#[test]
+fn latency_quantiles_and_trace_ids() {
+    let dir = common::data_tempdir();
+    let d = Daemon::start(with_config(dir.path(), "[monitor]\nslow_query_ms = 0\n"));
+    for i in 0..20 {
+        assert_eq!(d.cli(&["SET", &format!("k{i}"), "v"]), "OK");
+    }
+    let json = d.http("GET", "/api/v1/metrics", &[], b"").json();
+    let family = &json["mantis_request_latency_seconds"];
+    assert_eq!(family["type"], "summary", "{family}");
+    let set = family["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["labels"]["protocol"] == "resp" && s["labels"]["command"] == "set")
+        .unwrap_or_else(|| panic!("no resp set sample: {family}"));
+    assert_eq!(set["value"]["count"], 20, "{set}");
+    let quantile = |q: &str| set["value"]["quantiles"][q].as_f64().unwrap();
+    let (p50, p99, p999, max) = (
+        quantile("0.5"),
+        quantile("0.99"),
+        quantile("0.999"),
+        quantile("1"),
+    );
+    assert!(
+        p50 > 0.0 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{p50} {p99} {p999} {max}"
+    );
+    assert!(max < 60.0, "a SET cannot have taken {max} s");
+    let text = d.http("GET", "/metrics", &[], b"").text();
+    assert!(
+        text.contains(
+            "mantis_request_latency_seconds{command=\"set\",protocol=\"resp\",quantile=\"0.999\"}"
+        ),
+        "{text}"
+    );
+
+    let body = br#"{"sql": "SELECT 41 + 1"}"#;
+    let r = d.http(
+        "POST",
+        "/api/v1/sql",
+        &[("x-request-id", "job-42.retry:1")],
+        body,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-trace-id"), Some("job-42.retry:1"));
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = d.http("POST", "/api/v1/sql", &[("traceparent", parent)], body);
+    assert_eq!(
+        r.header("x-trace-id"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    let r = d.http("POST", "/api/v1/sql", &[("x-request-id", "bad id;")], body);
+    let generated = r.header("x-trace-id").unwrap().to_string();
+    assert_eq!(generated.len(), 16, "{generated}");
+    assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()));
+    for needle in [
+        "trace_id=job-42.retry:1",
+        "trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+        &format!("trace_id={generated}"),
+    ] {
+        eventually(Duration::from_secs(10), needle, || {
+            d.log()
+                .lines()
+                .any(|l| l.contains("slow query") && l.contains(needle))
+        });
+    }
+    // RESP lines name the connection they belong to.
+    eventually(Duration::from_secs(10), "resp conn span", || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("slow query") && l.contains("conn{protocol=\"resp\""))
+    });
+}

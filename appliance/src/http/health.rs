@@ -249,6 +249,16 @@ pub async fn refresh_metrics(shared: &Shared) {
         }
         Err(reason) => tracing::warn!(%reason, "metrics refresh without engine statistics"),
     }
+    let latency = glommio::timer::timeout(SHARD_PROBE_TIMEOUT, async {
+        Ok(crate::latency::gather(&shared.engine).await)
+    });
+    match latency.await {
+        Ok(Ok(merged)) => shared.metrics.record_latency(&merged),
+        Ok(Err(reason)) => tracing::warn!(%reason, "metrics refresh without latency quantiles"),
+        Err(_) => {
+            tracing::warn!("metrics refresh without latency quantiles: shards did not answer")
+        }
+    }
 }
 
 pub async fn metrics(shared: &Shared) -> HttpResponse {

@@ -106,10 +106,17 @@ fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
 
 /// Answers one request, recording its route's metrics.
 pub async fn handle(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
+    use tracing::Instrument as _;
     let started = Instant::now();
     let path = req.uri().path().to_string();
-    let (route, result) = route(shared, req).await;
+    let trace_id = crate::trace::from_headers(req.headers());
+    let span = tracing::info_span!("request", trace_id = %trace_id, method = %req.method());
+    let (route, result) = route(shared, req).instrument(span).await;
     let mut resp = result.unwrap_or_else(|e| e.response());
+    // Valid as a header value: from_headers only returns hex or [A-Za-z0-9-_.:].
+    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+        resp.headers_mut().insert("x-trace-id", v);
+    }
     if shared.is_draining() {
         // Tell keep-alive clients to go elsewhere; this connection ends after the response.
         resp.headers_mut()
@@ -148,6 +155,7 @@ async fn route(
         return ("other", Err(ApiError::not_ready("shutting down")));
     }
     if path == "/api/v1/metrics" {
+        health::refresh_metrics(shared).await;
         return ("metrics_json", alerts::metrics(shared, &req));
     }
     if let Some(answer) = alerts::route(&req, &path) {

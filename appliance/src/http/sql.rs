@@ -33,10 +33,11 @@ pub async fn run(shared: &Shared, req: Request<Incoming>) -> Result<HttpResponse
         .await
         .map_err(|e| sql_error(e.sqlstate, &e.message, e.position))?;
     let mut session = engine.session();
-    let results = session
-        .execute(&request.sql)
-        .await
-        .map_err(|e| sql_error(e.sqlstate, &e.message, e.position))?;
+    let started = std::time::Instant::now();
+    let results = session.execute(&request.sql).await;
+    // Same slow-query log as the wire protocols; the request span adds the trace id.
+    crate::monitoring::note_slow("http", "sql", "http", &request.sql, started.elapsed());
+    let results = results.map_err(|e| sql_error(e.sqlstate, &e.message, e.position))?;
     let body = match results.into_iter().last() {
         None => serde_json::json!({ "columns": [], "types": [], "rows": [], "command": "" }),
         Some(StatementResult::Command { tag }) => {

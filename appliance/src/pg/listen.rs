@@ -73,8 +73,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             (Ok(stream), Ok(engine)) => match shared.admit(PROTOCOL) {
                 Some(slot) => {
                     let backend = MantisBackend::new(engine);
-                    glommio::spawn_local(serve(Arc::clone(&shared), stream, slot, backend))
-                        .detach();
+                    // Every line logged while serving this connection names it (issue 8).
+                    let span =
+                        tracing::info_span!("conn", protocol = "pg", client = slot.client_id);
+                    let serving = serve(Arc::clone(&shared), stream, slot, backend);
+                    glommio::spawn_local(tracing::Instrument::instrument(serving, span)).detach();
                 }
                 None => {
                     let e = PgError::fatal(
