@@ -75,6 +75,16 @@ pub enum CompressionName {
     Zstd,
 }
 
+/// The checksum of each segment block (issue 7); recorded in every file, so a change applies
+/// to files written afterwards and old files keep reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumName {
+    Crc32,
+    Md5,
+    Sha256,
+}
+
 /// Command-line flags. Every flag can also be given as the `MANTIS_*` variable shown, or as the
 /// same key (with underscores) in the TOML file.
 #[derive(Debug, Default, Parser)]
@@ -165,6 +175,9 @@ pub struct Cli {
     /// zstd level when compression = zstd. [default: 3]
     #[arg(long, env = "MANTIS_ZSTD_LEVEL", value_name = "LEVEL")]
     pub zstd_level: Option<i32>,
+    /// Checksum of each segment block written from now on. [default: crc32]
+    #[arg(long, env = "MANTIS_BLOCK_CHECKSUM", value_enum)]
+    pub block_checksum: Option<ChecksumName>,
     /// WAL segment file size, in bytes. [default: 67108864]
     #[arg(long, env = "MANTIS_WAL_SEGMENT_BYTES", value_name = "BYTES")]
     pub wal_segment_bytes: Option<u64>,
@@ -209,6 +222,7 @@ pub struct FileConfig {
     pub cache_policy: Option<CachePolicyName>,
     pub compression: Option<CompressionName>,
     pub zstd_level: Option<i32>,
+    pub block_checksum: Option<ChecksumName>,
     pub wal_segment_bytes: Option<u64>,
     pub repair_wal: Option<bool>,
     pub log_format: Option<LogFormat>,
@@ -251,6 +265,7 @@ pub struct Config {
     pub cache_policy: CachePolicyName,
     pub compression: CompressionName,
     pub zstd_level: i32,
+    pub block_checksum: ChecksumName,
     pub wal_segment_bytes: u64,
     pub repair_wal: bool,
     pub log_format: LogFormat,
@@ -372,6 +387,10 @@ impl Config {
                 .or(file.compression)
                 .unwrap_or(CompressionName::Lz4),
             zstd_level: cli.zstd_level.or(file.zstd_level).unwrap_or(3),
+            block_checksum: cli
+                .block_checksum
+                .or(file.block_checksum)
+                .unwrap_or(ChecksumName::Crc32),
             wal_segment_bytes: cli
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)

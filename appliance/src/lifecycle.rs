@@ -11,7 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use sd_notify::NotifyState;
 use thiserror::Error;
 
-use crate::config::{CachePolicyName, CompressionName, Config, LogFormat};
+use crate::config::{CachePolicyName, ChecksumName, CompressionName, Config, LogFormat};
 use crate::metrics::{Metrics, MetricsError};
 use crate::net::{BindError, ListenerSet};
 use crate::server::Shared;
@@ -89,6 +89,11 @@ fn engine_config(c: &Config) -> EngineConfig {
         scrub: c.storage.scrub.clone(),
         cold: c.storage.cold.clone(),
         keyspace_codecs: c.storage.keyspace_codecs.clone(),
+        block_checksum: match c.block_checksum {
+            ChecksumName::Crc32 => mantis_engine::ChecksumAlgorithm::Crc32,
+            ChecksumName::Md5 => mantis_engine::ChecksumAlgorithm::Md5,
+            ChecksumName::Sha256 => mantis_engine::ChecksumAlgorithm::Sha256,
+        },
         ..EngineConfig::default()
     }
 }

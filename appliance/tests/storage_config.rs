@@ -75,3 +75,59 @@ fn bad_keyspace_flag_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("compression_keyspace"), "{err}");
 }
+
+/// Issue 7: `block_checksum` chooses the algorithm of the segment files written from then on,
+/// and each file records it (footer byte 72: 1 CRC32, 3 SHA-256). Files of both algorithms
+/// live side by side and read back.
+#[test]
+fn block_checksum_is_chosen_by_config_and_recorded_per_file() {
+    let data = common::data_tempdir();
+    let dir = data.path().join("data");
+    let algorithms_on_disk = |dir: &std::path::Path| -> Vec<u8> {
+        let mut found = Vec::new();
+        for shard in std::fs::read_dir(dir).unwrap() {
+            let seg_dir = shard.unwrap().path().join("seg");
+            let Ok(files) = std::fs::read_dir(&seg_dir) else {
+                continue;
+            };
+            for f in files {
+                let bytes = std::fs::read(f.unwrap().path()).unwrap();
+                let footer = &bytes[bytes.len() - 128..];
+                assert_eq!(&footer[120..], b"MSEGMENT");
+                assert_eq!(footer[112..116], 3u32.to_le_bytes());
+                found.push(footer[72]);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    let write = |d: &Daemon, from: usize| {
+        for i in from..from + 200 {
+            let r = d.http("PUT", &format!("/api/v1/kv/k{i:04}"), &[], format!("v{i}").as_bytes());
+            assert_eq!(r.status, 204, "{}", r.text());
+        }
+    };
+    let mut d = Daemon::start_in(&dir, Options::default());
+    write(&d, 0);
+    d.stop(); // a clean stop flushes the memtables into segments
+    assert_eq!(algorithms_on_disk(&dir), vec![1], "default is CRC32");
+
+    let mut d = Daemon::start_in(
+        &dir,
+        Options {
+            extra_args: vec!["--block-checksum".into(), "sha256".into()],
+            ..Options::default()
+        },
+    );
+    write(&d, 200);
+    d.stop();
+    assert_eq!(algorithms_on_disk(&dir), vec![1, 3], "old files keep CRC32");
+
+    let d = Daemon::start_in(&dir, Options::default());
+    for i in [0, 199, 200, 399] {
+        let r = d.http("GET", &format!("/api/v1/kv/k{i:04}"), &[], b"");
+        assert_eq!(r.status, 200, "k{i:04}");
+        assert_eq!(r.text(), format!("v{i}"));
+    }
+}

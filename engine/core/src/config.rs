@@ -26,6 +26,9 @@ pub struct EngineConfig {
     /// wins; at most `mantis_table::KEYSPACE_CODECS_MAX`). Cold recompression ignores them:
     /// cold data is rewritten with `cold.cold_codec` whatever its keyspace.
     pub keyspace_codecs: Vec<KeyspaceCodec>,
+    /// What guards each block of the segment files written from now on (recorded per file;
+    /// files keep the algorithm they were written with). CRC32 by default.
+    pub block_checksum: mantis_table::ChecksumAlgorithm,
     pub value_bytes_max: usize,
     pub key_bytes_max: usize,
     pub wal_segment_bytes: u64,
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             cache_policy: CachePolicy::Lru,
             compression: Codec::Lz4,
             keyspace_codecs: Vec::new(),
+            block_checksum: mantis_table::ChecksumAlgorithm::Crc32,
             value_bytes_max: 64 << 20,
             key_bytes_max: 64 << 10,
             wal_segment_bytes: 64 << 20,

@@ -25,6 +25,6 @@ pub use engine::{key_hash, BatchOp, Engine, EngineHandle, SHARD_QUEUE_MAX};
 pub use error::{EngineError, Result};
 pub use event::now_ms;
 pub use mantis_table::{zstd_level_range, KeyspaceCodec, TableError, KEYSPACE_CODECS_MAX};
-pub use mantis_table::{CachePolicy, Codec};
+pub use mantis_table::{CachePolicy, ChecksumAlgorithm, Codec};
 pub use shard::write::{expiry_from_ttl, ValueEntry, WriteOp};
 pub use shard::{ScanRange, ShardStats};

@@ -18,7 +18,11 @@ pub const SEGMENT_FILE_SUFFIX: &str = ".seg";
 /// Magic at the end of every segment footer ("MSEGMENT").
 pub const SEGMENT_MAGIC: u64 = 0x4d53_4547_4d45_4e54;
 /// 2: the point-lookup filter is a binary fuse filter (was Xor16 in 1).
-pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// 3: the footer names the block checksum algorithm (byte 72: 1 CRC32, 2 MD5, 3 SHA-256) and
+///    block trailers carry that algorithm's checksum; version 2 files (all CRC32) still read.
+pub const SEGMENT_FORMAT_VERSION: u32 = 3;
+/// The oldest segment format this build reads.
+pub const SEGMENT_FORMAT_VERSION_MIN: u32 = 2;
 
 /// Manifest files: `shard-<i>/MANIFEST-<generation:010>`, and `CURRENT` naming the live one.
 pub const MANIFEST_PREFIX: &str = "MANIFEST-";

@@ -19,6 +19,16 @@ pub enum TableError {
         expected: u32,
         found: u32,
     },
+    /// Stored bytes do not match their MD5 or SHA-256 digest (segments written with
+    /// `block_checksum` other than CRC32): the data is not returned.
+    #[error("{algorithm} digest mismatch in {file} at offset {offset}: expected {expected}, found {found}")]
+    DigestMismatch {
+        file: PathBuf,
+        offset: u64,
+        algorithm: &'static str,
+        expected: String,
+        found: String,
+    },
     /// A structure is impossible (bad length, undecodable compression, out-of-order keys).
     #[error("corrupt segment {file} at offset {offset}: {reason}")]
     Corrupt {
@@ -72,6 +82,7 @@ impl TableError {
         matches!(
             self,
             TableError::ChecksumMismatch { .. }
+                | TableError::DigestMismatch { .. }
                 | TableError::Corrupt { .. }
                 | TableError::BadMagic { .. }
                 | TableError::UnsupportedVersion { .. }

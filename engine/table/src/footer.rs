@@ -8,7 +8,8 @@
 //!  40 props  offset u64 | len u32 | crc u32
 //!  56 block_count u64
 //!  64 entry_count u64
-//!  72 reserved, 40 zero bytes
+//!  72 checksum algorithm u8   of every block trailer (v3; 1 CRC32, 2 MD5, 3 SHA-256; zero in v2 = CRC32)
+//!  73 reserved, 39 zero bytes
 //! 112 format_version u32
 //! 116 footer_crc u32     CRC32 of bytes 0..116
 //! 120 magic u64          SEGMENT_MAGIC, big-endian: the file ends with "MSEGMENT"
@@ -19,13 +20,15 @@
 
 use std::path::Path;
 
-use mantis_storage::format::{SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC};
+use mantis_integrity::Algorithm;
+use mantis_storage::format::{SEGMENT_FORMAT_VERSION, SEGMENT_FORMAT_VERSION_MIN, SEGMENT_MAGIC};
 
 use crate::bytes::{put_u32, put_u64, Reader};
 use crate::error::{Result, TableError};
 use crate::index::BlockHandle;
 
 pub const FOOTER_BYTES: usize = 128;
+const ALGORITHM_AT: usize = 72;
 const VERSION_AT: usize = 112;
 const CRC_AT: usize = 116;
 const MAGIC_AT: usize = 120;
@@ -45,6 +48,8 @@ pub(crate) struct Footer {
     pub(crate) props: MetaHandle,
     pub(crate) block_count: u64,
     pub(crate) entry_count: u64,
+    /// What guards every block of the file (the footer itself is always CRC32).
+    pub(crate) checksum: Algorithm,
 }
 
 impl Footer {
@@ -58,6 +63,7 @@ impl Footer {
         }
         put_u64(&mut out, self.block_count);
         put_u64(&mut out, self.entry_count);
+        out.push(self.checksum.id());
         out.resize(VERSION_AT, 0);
         put_u32(&mut out, SEGMENT_FORMAT_VERSION);
         let crc = crc32fast::hash(&out);
@@ -94,18 +100,32 @@ impl Footer {
                 found,
             });
         }
-        if version != SEGMENT_FORMAT_VERSION {
+        if !(SEGMENT_FORMAT_VERSION_MIN..=SEGMENT_FORMAT_VERSION).contains(&version) {
             return Err(TableError::UnsupportedVersion {
                 file: file.to_path_buf(),
                 found: version,
                 supported: SEGMENT_FORMAT_VERSION,
             });
         }
-        Self::decode_fields(raw)
+        let checksum = match (version, raw[ALGORITHM_AT]) {
+            // Version 2 had no algorithm byte: zero there, and every block is CRC32.
+            (2, 0) => Algorithm::Crc32,
+            (2, other) => {
+                return Err(TableError::corrupt(
+                    file,
+                    offset + ALGORITHM_AT as u64,
+                    format!("version 2 footer with algorithm byte {other}"),
+                ))
+            }
+            (_, id) => Algorithm::from_id(id).map_err(|e| {
+                TableError::corrupt(file, offset + ALGORITHM_AT as u64, e.to_string())
+            })?,
+        };
+        Self::decode_fields(raw, checksum)
             .ok_or_else(|| TableError::corrupt(file, offset, "footer fields unreadable"))
     }
 
-    fn decode_fields(raw: &[u8]) -> Option<Footer> {
+    fn decode_fields(raw: &[u8], checksum: Algorithm) -> Option<Footer> {
         let mut r = Reader::new(raw);
         let data_len = r.u64()?;
         let mut metas = [MetaHandle {
@@ -127,6 +147,7 @@ impl Footer {
             props,
             block_count,
             entry_count,
+            checksum,
         })
     }
 }
@@ -148,6 +169,7 @@ mod tests {
             props: m(450, 50, 3),
             block_count: 4,
             entry_count: 40,
+            checksum: Algorithm::Sha256,
         }
     }
 
@@ -186,5 +208,41 @@ mod tests {
             matches!(err, TableError::UnsupportedVersion { found, .. } if found == next),
             "{err}"
         );
+    }
+
+    fn with_version_and_algorithm(raw: &[u8], version: u32, algorithm: u8) -> Vec<u8> {
+        let mut out = raw.to_vec();
+        out[ALGORITHM_AT] = algorithm;
+        out[VERSION_AT..CRC_AT].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&out[..CRC_AT]);
+        out[CRC_AT..MAGIC_AT].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Segments written before the algorithm byte (format 2) read as CRC32.
+    #[test]
+    fn version_2_footers_mean_crc32() {
+        let p = Path::new("f");
+        let v2 = with_version_and_algorithm(&sample().encode(), 2, 0);
+        let f = Footer::decode(p, 0, &v2).unwrap();
+        assert_eq!(f.checksum, Algorithm::Crc32);
+        assert_eq!(f.entry_count, 40);
+        let odd = with_version_and_algorithm(&v2, 2, 3);
+        assert!(matches!(
+            Footer::decode(p, 0, &odd).err().unwrap(),
+            TableError::Corrupt { .. }
+        ));
+        let unknown = with_version_and_algorithm(&v2, 3, 9);
+        assert!(matches!(
+            Footer::decode(p, 0, &unknown).err().unwrap(),
+            TableError::Corrupt { offset: 72, .. }
+        ));
+        for a in Algorithm::ALL {
+            let f = Footer {
+                checksum: a,
+                ..sample()
+            };
+            assert_eq!(Footer::decode(p, 0, &f.encode()).unwrap().checksum, a);
+        }
     }
 }

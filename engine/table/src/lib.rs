@@ -37,6 +37,7 @@ pub use index::{BlockHandle, IndexEntry};
 pub use iter::SegmentIter;
 pub use props::{CodecStats, SegmentProperties};
 pub use reader::{Segment, VerifyReport};
+pub use mantis_integrity::Algorithm as ChecksumAlgorithm;
 pub use writer::{
     KeyspaceCodec, SegmentMeta, SegmentWriter, WriterOptions, BLOCK_SIZE_TARGET_DEFAULT_BYTES,
     BLOCK_SIZE_TARGET_MAX_BYTES, KEYSPACE_CODECS_MAX, WRITE_BUFFER_DEFAULT_BYTES,

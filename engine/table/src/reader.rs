@@ -5,6 +5,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use mantis_integrity::Algorithm;
 use mantis_storage::{align_up, File, OpenMode, Storage, BLOCK_SIZE};
 use xorf::BinaryFuse16;
 
@@ -232,7 +233,13 @@ impl Segment {
         let entry = &self.index[i];
         let offset = entry.handle.offset;
         let stored = self.file.read_at(offset, entry.handle.len as usize).await?;
-        let unframed = unframe(&self.path, offset, stored, DATA_BLOCK_RAW_MAX_BYTES)?;
+        let unframed = unframe(
+            &self.path,
+            offset,
+            stored,
+            DATA_BLOCK_RAW_MAX_BYTES,
+            self.meta.checksum,
+        )?;
         if unframed.codec_id != entry.codec_id {
             return Err(TableError::corrupt(
                 &self.path,
@@ -278,9 +285,10 @@ async fn read_layout(file: &dyn File, path: &Path) -> Result<Layout> {
         let start = (m.handle.offset - tail_at) as usize;
         tail[start..start + m.handle.len as usize].to_vec()
     };
-    let index_raw = read_meta(path, &footer.index, slice(&footer.index))?;
-    let filter_raw = read_meta(path, &footer.filter, slice(&footer.filter))?;
-    let props_raw = read_meta(path, &footer.props, slice(&footer.props))?;
+    let alg = footer.checksum;
+    let index_raw = read_meta(path, &footer.index, slice(&footer.index), alg)?;
+    let filter_raw = read_meta(path, &footer.filter, slice(&footer.filter), alg)?;
+    let props_raw = read_meta(path, &footer.props, slice(&footer.props), alg)?;
     drop(tail);
     let properties = SegmentProperties::decode(path, footer.props.handle.offset, &props_raw)?;
     let index = index::decode(path, tail_at, &index_raw, tail_at)?;
@@ -311,6 +319,7 @@ async fn read_layout(file: &dyn File, path: &Path) -> Result<Layout> {
             filter_handle: footer.filter.handle,
             properties_handle: footer.props.handle,
             properties,
+            checksum: footer.checksum,
         },
         index,
         filter,
@@ -340,9 +349,9 @@ fn check_footer_layout(path: &Path, footer_at: u64, size: u64, f: &Footer) -> Re
     ))
 }
 
-/// Verifies a meta block's own CRC and the copy in the footer.
-fn read_meta(path: &Path, m: &MetaHandle, stored: Vec<u8>) -> Result<Vec<u8>> {
-    let unframed = unframe(path, m.handle.offset, stored, META_BLOCK_RAW_MAX_BYTES)?;
+/// Verifies a meta block's own checksum and the check value the footer keeps of it.
+fn read_meta(path: &Path, m: &MetaHandle, stored: Vec<u8>, alg: Algorithm) -> Result<Vec<u8>> {
+    let unframed = unframe(path, m.handle.offset, stored, META_BLOCK_RAW_MAX_BYTES, alg)?;
     if unframed.crc != m.crc {
         return Err(TableError::ChecksumMismatch {
             file: path.to_path_buf(),

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use mantis_integrity::Algorithm;
 use mantis_storage::{align_up, File, OpenMode, Storage, BLOCK_SIZE};
 
 use crate::block::BlockBuilder;
@@ -42,6 +43,10 @@ pub struct WriterOptions {
     /// codec instead of `codec` (the longest matching prefix wins). Blocks never mix codecs,
     /// so a keyspace boundary also ends a block. At most [`KEYSPACE_CODECS_MAX`].
     pub keyspace_codecs: Vec<KeyspaceCodec>,
+    /// What guards every block (recorded in the footer). CRC32 by default: it catches what
+    /// disks and kernels do to data at a fraction of a cryptographic digest's cost; MD5 or
+    /// SHA-256 where an operator's policy wants a stronger per-block check.
+    pub checksum: Algorithm,
 }
 
 /// Keys starting with `prefix` are compressed with `codec`.
@@ -61,6 +66,7 @@ impl Default for WriterOptions {
             codec: Codec::default(),
             write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
             keyspace_codecs: Vec::new(),
+            checksum: Algorithm::Crc32,
         }
     }
 }
@@ -126,6 +132,8 @@ pub struct SegmentMeta {
     pub filter_handle: BlockHandle,
     pub properties_handle: BlockHandle,
     pub properties: SegmentProperties,
+    /// The algorithm of every block checksum in the file.
+    pub checksum: Algorithm,
 }
 
 /// Writes one segment file. Keys must be added in strictly increasing order. After any error
@@ -260,10 +268,10 @@ impl SegmentWriter {
 
     async fn flush_block(&mut self) -> Result<()> {
         let raw = self.block.finish();
-        let framed = frame(raw, self.block_codec);
+        let framed = frame(raw, self.block_codec, self.options.checksum);
         let offset = self.out.position();
         self.out.append(framed.payload(raw)).await?;
-        self.out.append(&framed.trailer).await?;
+        self.out.append(framed.trailer()).await?;
         let stored_len = framed.stored_len(raw);
         let stats = &mut self.props.codec_stats;
         stats.raw_data_bytes += raw.len() as u64;
@@ -296,10 +304,10 @@ impl SegmentWriter {
                 max: META_BLOCK_RAW_MAX_BYTES,
             });
         }
-        let framed = frame(raw, codec);
+        let framed = frame(raw, codec, self.options.checksum);
         let offset = self.out.position();
         self.out.append(framed.payload(raw)).await?;
-        self.out.append(&framed.trailer).await?;
+        self.out.append(framed.trailer()).await?;
         Ok(MetaHandle {
             handle: BlockHandle {
                 offset,
@@ -343,6 +351,7 @@ impl SegmentWriter {
             props,
             block_count: self.props.block_count,
             entry_count: self.props.entry_count,
+            checksum: self.options.checksum,
         };
         self.out.append(&footer.encode()).await?;
         assert_eq!(self.out.position(), file_size);
@@ -355,6 +364,7 @@ impl SegmentWriter {
             filter_handle: filter.handle,
             properties_handle: props.handle,
             properties: self.props.clone(),
+            checksum: self.options.checksum,
         })
     }
 }

@@ -115,7 +115,9 @@ impl CorruptionEvent {
                 expected,
                 found,
             } => (file.clone(), *offset, Some(*expected), Some(*found)),
-            mantis_table::TableError::Corrupt { file, offset, .. } => {
+            // The digests are in the error's text, which becomes the event's detail.
+            mantis_table::TableError::Corrupt { file, offset, .. }
+            | mantis_table::TableError::DigestMismatch { file, offset, .. } => {
                 (file.clone(), *offset, None, None)
             }
             _ => (PathBuf::new(), 0, None, None),

@@ -155,6 +155,7 @@ async fn verify_segments(
 pub(crate) fn table_error_offset(e: &mantis_table::TableError) -> u64 {
     match e {
         mantis_table::TableError::ChecksumMismatch { offset, .. }
+        | mantis_table::TableError::DigestMismatch { offset, .. }
         | mantis_table::TableError::Corrupt { offset, .. } => *offset,
         _ => 0,
     }

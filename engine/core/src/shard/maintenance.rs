@@ -242,6 +242,7 @@ impl Shard {
         WriterOptions {
             codec,
             keyspace_codecs,
+            checksum: self.cfg.block_checksum,
             ..WriterOptions::default()
         }
     }
