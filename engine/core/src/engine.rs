@@ -188,6 +188,9 @@ impl EngineHandle {
     }
 
     /// Applies `ops` durably; the part of the batch that falls on one shard is atomic.
+    /// Issue 9: a batch over several shards is atomic too, across crashes (two-phase commit,
+    /// `crate::twopc`); after an error nothing of it is visible (if the coordinator's Decision
+    /// sync failed, the restart decides from what reached its disk).
     pub async fn write_batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let n = self.shard_count();
         let mut per_shard: Vec<Vec<Mutation>> = (0..n).map(|_| Vec::new()).collect();
