@@ -188,12 +188,19 @@ impl EngineHandle {
     }
 
     /// Applies `ops` durably; the part of the batch that falls on one shard is atomic.
+    /// Issue 9: a batch over several shards is atomic too, across crashes (two-phase commit,
+    /// `crate::twopc`); after an error nothing of it is visible (if the coordinator's Decision
+    /// sync failed, the restart decides from what reached its disk).
     pub async fn write_batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let n = self.shard_count();
         let mut per_shard: Vec<Vec<Mutation>> = (0..n).map(|_| Vec::new()).collect();
         for op in ops {
             let m: Mutation = op.into();
             per_shard[self.shard_for(m.key())].push(m);
+        }
+        // Issue 9: a batch over several shards commits all-or-nothing by two-phase commit.
+        if per_shard.iter().filter(|b| !b.is_empty()).count() > 1 {
+            return self.write_multi_shard(per_shard, None).await;
         }
         let calls = per_shard
             .into_iter()
@@ -205,6 +212,75 @@ impl EngineHandle {
             r??;
         }
         Ok(())
+    }
+
+    /// Issue 9: the two-phase commit of a batch split per shard (`per_shard[i]` for shard i),
+    /// coordinated by the calling shard, or by shard 0 from outside the shards.
+    async fn write_multi_shard(
+        &self,
+        per_shard: Vec<Vec<Mutation>>,
+        stop: Option<crate::twopc::TpcStop>,
+    ) -> Result<()> {
+        let parts: Vec<(usize, Vec<Mutation>)> = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
+        let coordinator = Self::current_shard().unwrap_or(0);
+        let handle = self.clone();
+        self.call(coordinator, move |s| {
+            crate::twopc::coordinator::coordinate(handle, s, parts, stop)
+        })
+        .await?
+    }
+
+    /// Issue 9, for crash tests: [`EngineHandle::write_batch`] over several shards whose
+    /// coordinator stops at `stop` as if it crashed there (then abandon the engine).
+    #[doc(hidden)]
+    pub async fn write_batch_stopping(
+        &self,
+        ops: Vec<BatchOp>,
+        stop: crate::twopc::TpcStop,
+    ) -> Result<()> {
+        let mut per_shard: Vec<Vec<Mutation>> =
+            (0..self.shard_count()).map(|_| Vec::new()).collect();
+        for op in ops {
+            let m: Mutation = op.into();
+            per_shard[self.shard_for(m.key())].push(m);
+        }
+        if per_shard.iter().filter(|b| !b.is_empty()).count() < 2 {
+            return Err(EngineError::Invalid("not a multi-shard batch".into()));
+        }
+        self.write_multi_shard(per_shard, Some(stop)).await
+    }
+
+    /// Issue 9: runs `f` on shard `shard` (in place when already there).
+    pub(crate) async fn call_on<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        self.call(shard, f).await
+    }
+
+    /// Issue 9: two-phase-commit counters of every shard: (prepares, commits, aborts,
+    /// prepared now, WAL pins).
+    #[doc(hidden)]
+    pub async fn tpc_counters(&self) -> Result<Vec<[u64; 5]>> {
+        let calls = (0..self.shard_count()).map(|i| {
+            self.call(i, |s| async move {
+                let t = &s.tpc;
+                [
+                    t.prepares.get(),
+                    t.commits.get(),
+                    t.aborts.get(),
+                    t.prepared.borrow().len() as u64,
+                    t.pins.len() as u64,
+                ]
+            })
+        });
+        futures::future::join_all(calls).await.into_iter().collect()
     }
 
     /// Atomic read-modify-write of one key on its owning shard, durable before it returns.
@@ -492,13 +568,20 @@ impl Engine {
             halt_all(&senders, threads);
             return Err(e);
         }
-        Ok(Engine {
+        let engine = Engine {
             handle: EngineHandle {
                 inner: Arc::new(Inner { senders, exited }),
             },
             threads,
             data_dir: cfg.data_dir,
-        })
+        };
+        // Issue 9: in-doubt transactions are resolved before anyone gets the handle.
+        let resolved =
+            futures::executor::block_on(crate::twopc::recovery::resolve_in_doubt(&engine.handle))?;
+        if resolved != Default::default() {
+            tracing::info!(?resolved, "two-phase-commit recovery");
+        }
+        Ok(engine)
     }
 
     pub fn handle(&self) -> EngineHandle {

@@ -19,6 +19,7 @@ pub mod memtable;
 pub mod record;
 pub mod scrub;
 pub mod shard;
+pub mod twopc;
 
 pub use config::{EngineConfig, EXPIRES_AT_MS_MAX};
 pub use engine::{key_hash, BatchOp, Engine, EngineHandle, SHARD_QUEUE_MAX};

@@ -159,7 +159,9 @@ impl Shard {
         let r = live.r.clone();
         let mut next_state = self.state.borrow().manifest.clone();
         next_state.next_segment_id = next_state.next_segment_id.max(id + 1);
-        next_state.flushed_lsn = next_state.flushed_lsn.max(lsn_max);
+        // Issue 9: not past a WAL record a two-phase-commit resolution still needs.
+        next_state.flushed_lsn = next_state.flushed_lsn.max(self.tpc.pins.flush_cap(lsn_max));
+        let flushed_lsn = next_state.flushed_lsn;
         next_state.segments.insert(0, r.clone());
         self.manifest
             .commit(&next_state)
@@ -176,7 +178,8 @@ impl Shard {
                 "flushed memtable was not the oldest frozen one"
             );
         }
-        self.wal.mark_flushed(lsn_max);
+        self.tpc.pins.flushed(lsn_max);
+        self.wal.mark_flushed(flushed_lsn);
         self.counters.flushes.set(self.counters.flushes.get() + 1);
         self.disk_full.set(false);
         self.changed.notify_all();

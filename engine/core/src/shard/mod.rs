@@ -136,6 +136,8 @@ pub(crate) struct Shard {
     pub closing: Cell<bool>,
     pub integrity: crate::scrub::scrubber::ShardIntegrity,
     pub cold: crate::cold::ShardCold,
+    /// Issue 9: two-phase-commit state (prepared txns, WAL pins, txn ids).
+    pub tpc: crate::twopc::ShardTpc,
 }
 
 impl Shard {
@@ -173,6 +175,7 @@ impl Shard {
         let mut active = Memtable::new();
         let frozen: Vec<MemRef> = Vec::new();
         let mut replay_error: Option<EngineError> = None;
+        let mut txn_replay = crate::twopc::recovery::TxnReplay::default();
         let wal_cfg = WalConfig {
             segment_size_bytes: cfg.wal_segment_bytes,
             repair: cfg.repair_wal,
@@ -185,7 +188,7 @@ impl Shard {
             wal_cfg,
             mstate.flushed_lsn,
             |rec: WalRecord| {
-                if let Err(e) = replay_record(&mut active, &rec) {
+                if let Err(e) = replay_record(id, &mut active, &mut txn_replay, &rec) {
                     replay_error.get_or_insert(EngineError::Invalid(format!(
                         "shard {id}: WAL record at LSN {}: {e}",
                         rec.lsn
@@ -242,7 +245,9 @@ impl Shard {
             closing: Cell::new(false),
             integrity: Default::default(),
             cold: Default::default(),
+            tpc: Default::default(),
         });
+        txn_replay.finish(&shard.tpc);
         shard.maybe_freeze();
         maintenance::start(&shard)?;
         crate::scrub::scrubber::start(&shard)?;
@@ -328,7 +333,15 @@ pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
         .join(format!("{id:016}{SEGMENT_FILE_SUFFIX}"))
 }
 
-fn replay_record(active: &mut Memtable, rec: &WalRecord) -> std::result::Result<(), String> {
+fn replay_record(
+    id: usize,
+    active: &mut Memtable,
+    txns: &mut crate::twopc::recovery::TxnReplay,
+    rec: &WalRecord,
+) -> std::result::Result<(), String> {
+    if crate::twopc::record::is_txn_kind(rec.kind) {
+        return txns.replay(id, active, rec);
+    }
     if rec.kind != record::RECORD_KIND_BATCH {
         return Err(format!("unknown record kind {}", rec.kind));
     }

@@ -132,7 +132,7 @@ impl Shard {
         Ok(())
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if let Some(cause) = self.read_only.borrow().as_ref() {
             return Err(EngineError::ReadOnly {
                 shard: self.id,
@@ -225,7 +225,7 @@ impl Shard {
         res.map(|_lsn| ()).map_err(|e| self.wal_error(e))
     }
 
-    fn wal_error(&self, e: WalError) -> EngineError {
+    pub(crate) fn wal_error(&self, e: WalError) -> EngineError {
         self.counters
             .write_errors
             .set(self.counters.write_errors.get() + 1);
@@ -255,7 +255,7 @@ impl Shard {
     }
 
     /// Called by the WAL, in LSN order, once the record is durable.
-    fn apply(&self, lsn: u64, batch: Vec<Mutation>) {
+    pub(crate) fn apply(&self, lsn: u64, batch: Vec<Mutation>) {
         {
             let st = self.state.borrow();
             let mut active = st.active.borrow_mut();
@@ -297,8 +297,10 @@ impl Shard {
         }
         loop {
             self.check_writable()?;
-            let busy =
-                self.rmw_keys.borrow().contains(key) || self.inflight.borrow().contains_key(key);
+            // Issue 9: a prepared transaction's write to the key is in flight too.
+            let busy = self.rmw_keys.borrow().contains(key)
+                || self.inflight.borrow().contains_key(key)
+                || self.tpc.is_prepared_key(key);
             if !busy {
                 break;
             }

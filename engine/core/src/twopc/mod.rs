@@ -1,0 +1,117 @@
+//! Issue 9: atomic multi-shard writes by two-phase commit through the shards' WALs.
+//!
+//! A batch whose keys fall on one shard keeps the fast path (one WAL record, one sync). A
+//! batch over several shards runs this protocol (docs/concurrency.md, "Two-phase commit across
+//! shards"):
+//! - `coordinator.rs`: the calling shard (shard 0 from outside the shards) assigns the txn id,
+//!   asks every participant to prepare, writes the synced `Decision` (the commit point), tells
+//!   the participants to commit, then writes `End`;
+//! - `participant.rs`: `Prepare` (synced, writes held invisible), `Commit` (apply at the commit
+//!   record's LSN) and `Abort`;
+//! - `recovery.rs`: replay keeps prepared-but-undecided txns aside; `Engine::open` resolves
+//!   them from the coordinator's recovered log before the shards serve traffic;
+//! - `pins.rs`: keeps the WAL records a resolution still needs from being flushed past and
+//!   recycled;
+//! - `record.rs`: the record kinds 3–7 and their encoding.
+
+pub(crate) mod coordinator;
+pub(crate) mod participant;
+pub(crate) mod pins;
+pub mod record;
+pub(crate) mod recovery;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::record::Mutation;
+
+pub use coordinator::TpcStop;
+
+/// Transactions prepared and not yet committed or aborted on one shard, at most. Prepares
+/// beyond it are refused (the transaction aborts): each holds its writes in memory.
+pub const PREPARED_TXNS_MAX: usize = 4096;
+
+/// Bits of a txn id below the coordinator's shard number.
+pub const TXN_SHARD_SHIFT: u32 = 56;
+
+/// The coordinator shard of a txn id.
+pub fn txn_coordinator(txn: u64) -> usize {
+    (txn >> TXN_SHARD_SHIFT) as usize
+}
+
+/// A participant's prepared transaction.
+pub(crate) struct Prepared {
+    pub coordinator: u32,
+    /// The Prepare record's LSN, once durable (0 before).
+    pub prepare_lsn: u64,
+    pub writes: Vec<Mutation>,
+}
+
+/// A commit decision found in the coordinator's recovered log without its `End`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenDecision {
+    pub txn: u64,
+    pub committed_at_ms: u64,
+    pub participants: Vec<u32>,
+}
+
+/// One shard's two-phase-commit state.
+#[derive(Default)]
+pub(crate) struct ShardTpc {
+    /// As participant: prepared, undecided transactions by txn id.
+    pub prepared: RefCell<HashMap<u64, Prepared>>,
+    /// Keys of `prepared`, with the number of prepared txns writing each: a read-modify-write
+    /// of one waits (it would read around the prepared write).
+    pub prepared_keys: RefCell<HashMap<Vec<u8>, usize>>,
+    pub pins: pins::Pins,
+    /// As coordinator, after recovery: decisions to re-drive (taken by `Engine::open`).
+    pub open_decisions: RefCell<Vec<OpenDecision>>,
+    /// The low bits of the next txn id this shard coordinates.
+    pub next_txn_counter: Cell<u64>,
+    /// Counters for stats and tests.
+    pub prepares: Cell<u64>,
+    pub commits: Cell<u64>,
+    pub aborts: Cell<u64>,
+}
+
+impl ShardTpc {
+    /// Whether a key is written by a prepared transaction.
+    pub fn is_prepared_key(&self, key: &[u8]) -> bool {
+        self.prepared_keys.borrow().contains_key(key)
+    }
+
+    pub(crate) fn hold_keys(&self, writes: &[Mutation]) {
+        let mut keys = self.prepared_keys.borrow_mut();
+        for m in writes {
+            *keys.entry(m.key().to_vec()).or_insert(0) += 1;
+        }
+    }
+
+    pub(crate) fn release_keys(&self, writes: &[Mutation]) {
+        let mut keys = self.prepared_keys.borrow_mut();
+        for m in writes {
+            if let Some(n) = keys.get_mut(m.key()) {
+                *n -= 1;
+                if *n == 0 {
+                    keys.remove(m.key());
+                }
+            }
+        }
+    }
+
+    /// A fresh txn id for coordinator `shard`: unique across restarts because the counter
+    /// starts above both the wall clock in microseconds and every id in the recovered log.
+    pub fn next_txn(&self, shard: usize) -> u64 {
+        assert!(
+            shard < 1 << (64 - TXN_SHARD_SHIFT),
+            "shard {shard} does not fit a txn id"
+        );
+        let mask = (1u64 << TXN_SHARD_SHIFT) - 1;
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let counter = self.next_txn_counter.get().max(now_us & mask);
+        self.next_txn_counter.set(counter + 1);
+        ((shard as u64) << TXN_SHARD_SHIFT) | (counter & mask)
+    }
+}

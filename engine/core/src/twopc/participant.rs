@@ -1,0 +1,211 @@
+//! The participant side: Prepare, Commit and Abort on one shard.
+//!
+//! A prepared transaction's writes stay out of the memtable (invisible) until its `Commit`
+//! record is durable; they are applied in that record's durable hook, at its LSN, so that the
+//! memtable keeps seeing LSNs in order.
+
+use std::rc::Rc;
+
+use super::record::TxnRecord;
+use super::{Prepared, PREPARED_TXNS_MAX};
+use crate::error::{EngineError, Result};
+use crate::record::Mutation;
+use crate::shard::Shard;
+
+impl Shard {
+    /// Prepares `writes` of `txn`: a synced `Prepare` record, the writes held invisible and
+    /// their keys guarded from read-modify-writes. An error means this shard votes abort.
+    pub(crate) async fn tpc_prepare(
+        self: &Rc<Self>,
+        txn: u64,
+        coordinator: usize,
+        writes: Vec<Mutation>,
+    ) -> Result<()> {
+        for m in &writes {
+            self.validate(m)?;
+        }
+        assert!(!writes.is_empty(), "txn {txn:#x}: empty prepare");
+        self.check_writable()?;
+        // A read-modify-write in progress read the old value: let it finish first.
+        while writes
+            .iter()
+            .any(|m| self.rmw_keys.borrow().contains(m.key()))
+        {
+            self.changed.wait().await;
+            self.check_writable()?;
+        }
+        if self.tpc.prepared.borrow().len() >= PREPARED_TXNS_MAX {
+            return Err(EngineError::Invalid(format!(
+                "shard {}: {PREPARED_TXNS_MAX} transactions already prepared; txn {txn:#x} aborts",
+                self.id
+            )));
+        }
+        let rec = TxnRecord::Prepare {
+            txn,
+            coordinator: coordinator as u32,
+            writes,
+        };
+        let payload = rec.encode();
+        let TxnRecord::Prepare { writes, .. } = rec else {
+            unreachable!("built as a Prepare above")
+        };
+        self.tpc.hold_keys(&writes);
+        let old = self.tpc.prepared.borrow_mut().insert(
+            txn,
+            Prepared {
+                coordinator: coordinator as u32,
+                prepare_lsn: 0,
+                writes,
+            },
+        );
+        assert!(
+            old.is_none(),
+            "txn {txn:#x} prepared twice on shard {}",
+            self.id
+        );
+        let hook_shard = self.clone();
+        let res = self
+            .wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_PREPARE,
+                payload,
+                Box::new(move |lsn| {
+                    if let Some(p) = hook_shard.tpc.prepared.borrow_mut().get_mut(&txn) {
+                        p.prepare_lsn = lsn;
+                    }
+                    hook_shard.tpc.pins.hold(lsn);
+                }),
+            )
+            .await;
+        match res {
+            Ok(_) => {
+                self.tpc.prepares.set(self.tpc.prepares.get() + 1);
+                Ok(())
+            }
+            Err(e) => {
+                // Not durable (or not known to be): recovery would find no decision for it
+                // and abort it (presumed abort), so forget it here too.
+                self.tpc_forget(txn);
+                Err(self.wal_error(e))
+            }
+        }
+    }
+
+    /// Commits prepared `txn`: a synced `Commit` record, then the writes become visible at its
+    /// LSN. The Prepare stays pinned until a flush covers the Commit.
+    pub(crate) async fn tpc_commit(self: &Rc<Self>, txn: u64, committed_at_ms: u64) -> Result<()> {
+        if !self.tpc.prepared.borrow().contains_key(&txn) {
+            return Err(EngineError::Invalid(format!(
+                "shard {}: commit of txn {txn:#x}, which is not prepared here",
+                self.id
+            )));
+        }
+        let payload = TxnRecord::Commit {
+            txn,
+            committed_at_ms,
+        }
+        .encode();
+        let hook_shard = self.clone();
+        let res = self
+            .wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_COMMIT,
+                payload,
+                Box::new(move |lsn| hook_shard.tpc_apply_commit(txn, lsn)),
+            )
+            .await;
+        res.map(|_| ()).map_err(|e| self.wal_error(e))
+    }
+
+    /// The Commit record of `txn` is durable at `lsn`: apply the writes there.
+    fn tpc_apply_commit(&self, txn: u64, lsn: u64) {
+        let Some(p) = self.tpc.prepared.borrow_mut().remove(&txn) else {
+            return;
+        };
+        assert!(
+            p.prepare_lsn > 0 && p.prepare_lsn < lsn,
+            "shard {}: txn {txn:#x} commits at LSN {lsn} before its prepare {}",
+            self.id,
+            p.prepare_lsn
+        );
+        self.tpc.release_keys(&p.writes);
+        self.tpc.pins.until_flushed(p.prepare_lsn, lsn);
+        self.apply(lsn, p.writes);
+        self.tpc.commits.set(self.tpc.commits.get() + 1);
+        self.changed.notify_all();
+    }
+
+    /// Aborts prepared `txn`: its writes are dropped now; an `Abort` record tells recovery
+    /// so without asking the coordinator (presumed abort gives the same answer).
+    pub(crate) async fn tpc_abort(self: &Rc<Self>, txn: u64) -> Result<()> {
+        let Some(prepare_lsn) = self.tpc.prepared.borrow().get(&txn).map(|p| p.prepare_lsn) else {
+            return Ok(());
+        };
+        self.tpc_forget(txn);
+        let payload = TxnRecord::Abort { txn }.encode();
+        let hook_shard = self.clone();
+        let res = self
+            .wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_ABORT,
+                payload,
+                Box::new(move |_lsn| hook_shard.tpc.pins.release(prepare_lsn)),
+            )
+            .await;
+        res.map(|_| ()).map_err(|e| self.wal_error(e))
+    }
+
+    /// Drops a prepared txn from memory (its writes and key guards).
+    fn tpc_forget(&self, txn: u64) {
+        if let Some(p) = self.tpc.prepared.borrow_mut().remove(&txn) {
+            self.tpc.release_keys(&p.writes);
+            self.tpc.aborts.set(self.tpc.aborts.get() + 1);
+        }
+        self.changed.notify_all();
+    }
+
+    /// As coordinator: appends the synced Decision; returns its LSN. The Decision stays
+    /// pinned until the End record is durable.
+    pub(crate) async fn tpc_decide(
+        self: &Rc<Self>,
+        txn: u64,
+        participants: Vec<u32>,
+        committed_at_ms: u64,
+    ) -> std::result::Result<u64, mantis_wal::WalError> {
+        let payload = TxnRecord::Decision {
+            txn,
+            commit: true,
+            committed_at_ms,
+            participants,
+        }
+        .encode();
+        let hook_shard = self.clone();
+        self.wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_DECISION,
+                payload,
+                Box::new(move |lsn| hook_shard.tpc.pins.hold(lsn)),
+            )
+            .await
+    }
+
+    /// As coordinator: appends End (every participant committed) and unpins the Decision at
+    /// `decision_lsn` (0: none pinned, as after recovery) once End is durable.
+    pub(crate) async fn tpc_end(self: &Rc<Self>, txn: u64, decision_lsn: u64) -> Result<()> {
+        let payload = TxnRecord::End { txn }.encode();
+        let hook_shard = self.clone();
+        self.wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_END,
+                payload,
+                Box::new(move |_lsn| {
+                    if decision_lsn > 0 {
+                        hook_shard.tpc.pins.release(decision_lsn);
+                    }
+                }),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.wal_error(e))
+    }
+}
