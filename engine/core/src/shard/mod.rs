@@ -329,10 +329,10 @@ pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn replay_record(active: &mut Memtable, rec: &WalRecord) -> std::result::Result<(), String> {
-    if rec.kind != record::RECORD_KIND_BATCH {
-        return Err(format!("unknown record kind {}", rec.kind));
-    }
-    let batch = record::decode(&rec.payload).map_err(|e| e.to_string())?;
+    let batch = match record::decode_batch_kind(rec.kind, &rec.payload) {
+        Some(decoded) => decoded.map_err(|e| e.to_string())?,
+        None => return Err(format!("unknown record kind {}", rec.kind)),
+    };
     for m in batch {
         let (key, kind) = write::mutation_to_entry(m);
         active.insert(key, rec.lsn, kind);
