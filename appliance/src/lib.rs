@@ -14,4 +14,5 @@ pub mod monitoring;
 pub mod net;
 pub mod pg;
 pub mod resp;
+pub mod rpo;
 pub mod server;
