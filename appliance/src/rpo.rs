@@ -214,9 +214,17 @@ pub fn start(cfg: &RpoConfig, engine: &EngineHandle, registry: &Registry) -> Res
         _ => None,
     };
     let dest = mantis_backup::open_destination(&spec, s3)?;
-    let archived = (0..engine.shard_count())
-        .map(|s| mantis_backup::archive::archived_lsn(dest.as_ref(), s))
-        .collect::<Result<Vec<u64>, _>>()?;
+    // A destination that is away at start must not keep the daemon down: archiving then
+    // starts from the WAL's oldest segment (pieces may overlap what is there; readers skip
+    // LSNs already seen) and the exposure shows the outage.
+    let archived: Vec<u64> = (0..engine.shard_count())
+        .map(|s| {
+            mantis_backup::archive::archived_lsn(dest.as_ref(), s).unwrap_or_else(|e| {
+                tracing::warn!(shard = s, error = %e, "cannot list the archive: starting from the oldest WAL segment");
+                0
+            })
+        })
+        .collect();
     let links = futures::executor::block_on(engine.attach_archive_gates(&archived))?
         .into_iter()
         .map(|(gate, wal_dir)| ShardLink { gate, wal_dir })
