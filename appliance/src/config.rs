@@ -237,6 +237,9 @@ pub struct FileConfig {
     pub cold: crate::integrity_config::ColdSection,
     #[serde(default)]
     pub compression_keyspace: Vec<crate::integrity_config::KeyspaceSection>,
+    /// `[rpo]`: WAL archiving for a recovery point objective (issue 10).
+    #[serde(default)]
+    pub rpo: crate::rpo::RpoConfig,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -274,6 +277,8 @@ pub struct Config {
     pub monitor: crate::monitoring::MonitorConfig,
     /// Scrubber, cold data and per-keyspace codecs (issue 7).
     pub storage: crate::integrity_config::StorageSettings,
+    /// `[rpo]` of the file (issue 10).
+    pub rpo: crate::rpo::RpoConfig,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -315,6 +320,7 @@ impl Config {
             .or(file.idle_timeout_secs)
             .unwrap_or(300);
         let config = Config {
+            rpo: crate::rpo::checked(&file.rpo)?,
             monitor: file.monitor.clone(),
             storage: crate::integrity_config::StorageSettings::resolve(
                 cli.storage,

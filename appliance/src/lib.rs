@@ -15,5 +15,6 @@ pub mod monitoring;
 pub mod net;
 pub mod pg;
 pub mod resp;
+pub mod rpo;
 pub mod server;
 pub mod trace;

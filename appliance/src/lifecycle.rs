@@ -30,6 +30,8 @@ pub enum DaemonError {
     Thread(#[from] std::io::Error),
     #[error("logging: {0}")]
     Logging(String),
+    #[error(transparent)]
+    Rpo(#[from] crate::rpo::RpoError),
 }
 
 /// Installs the tracing subscriber: text or JSON lines on stderr (the journal under systemd).
@@ -243,6 +245,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             crate::pg::listen::start_shard(shared, pg_fd);
         })?;
     }
+    // Issue 10: WAL archiving starts before READY, so no acknowledged write escapes it.
+    crate::rpo::start(&shared.config.rpo, &handle, shared.metrics.registry())?;
     shared.set_ready();
     // Issue 8: audit, alerts and the disk gauges run from READY on, not from the first request.
     crate::monitoring::ensure_started(&shared);
@@ -313,6 +317,8 @@ fn shutdown(
     }
     notify(&[NotifyState::Status("flushing memtables")]);
     let started = Instant::now();
+    // Issue 10: the archiver ships what is durable (all writes drained) and stops.
+    crate::rpo::stop();
     engine.shutdown()?;
     tracing::info!(
         flush_ms = started.elapsed().as_millis(),

@@ -452,6 +452,7 @@ impl Metrics {
         self.uptime_seconds
             .set(self.started.elapsed().as_secs_f64());
         self.resources.refresh();
+        crate::rpo::export_metrics();
     }
 
     /// One number per metric name for alert rules: counters summed over their labels,

@@ -13,10 +13,12 @@
 //!
 //! Everything here blocks (file and network I/O): run it on a std thread, never on a shard.
 
+pub mod archive;
 pub mod create;
 pub mod dest;
 pub mod error;
 pub mod manifest;
+pub mod pitr;
 pub mod progress;
 pub mod restore;
 pub mod verify;

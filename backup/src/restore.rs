@@ -113,7 +113,7 @@ fn write_all(
     Ok(())
 }
 
-fn remove_contents(dir: &Path) {
+pub(crate) fn remove_contents(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

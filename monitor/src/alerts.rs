@@ -167,6 +167,26 @@ pub fn default_rules() -> Vec<Rule> {
             Level::Warning,
             "audit records are waiting to be written",
         ),
+        // Issue 10: the archive lags the RPO target (GET /api/v1/rpo names the shard and
+        // the upload error); resolved when it catches up.
+        rule(
+            "rpo_breached",
+            "mantis_rpo_breached",
+            Comparison::Gt,
+            0.0,
+            0,
+            Level::Critical,
+            "committed writes older than the RPO target are not archived yet",
+        ),
+        rule(
+            "rpo_backlog",
+            "mantis_rpo_backlog_over_max",
+            Comparison::Gt,
+            0.0,
+            0,
+            Level::Critical,
+            "the WAL kept for the archiver exceeds archive_backlog_bytes_max (kept, not dropped)",
+        ),
     ]
 }
 

@@ -49,6 +49,7 @@ pub const ROUTES: &[&str] = &[
     locks::ROUTE_DETECT,
     "checkpoints",
     "backups",
+    "rpo",
     "doc_insert",
     "doc_get",
     "doc_replace",
@@ -179,6 +180,9 @@ async fn route(
             Err(ApiError::not_found(format!("no route for {path}"))),
         );
     }
+    if path == "/api/v1/rpo" {
+        return ("rpo", rpo_status(&req));
+    }
     if path.starts_with(documents::PREFIX) {
         return documents::route(shared, req, &path).await;
     }
@@ -224,4 +228,28 @@ async fn route(
 /// `(protocol, command)` pairs to pre-register in the metrics registry.
 pub fn metric_names() -> Vec<(&'static str, &'static str)> {
     ROUTES.iter().map(|r| ("http", *r)).collect()
+}
+
+/// Issue 10: `GET /api/v1/rpo`: level, exposure per shard, compliance over time.
+fn rpo_status(
+    req: &hyper::Request<hyper::body::Incoming>,
+) -> Result<error::HttpResponse, ApiError> {
+    if req.method() != Method::GET {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    let body = match crate::rpo::status() {
+        Some(s) => {
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("enabled".into(), true.into());
+                o.insert(
+                    "compliant_ratio".into(),
+                    s.compliance.compliant_ratio().into(),
+                );
+            }
+            v
+        }
+        None => serde_json::json!({"enabled": false}),
+    };
+    Ok(error::json_response(hyper::StatusCode::OK, &body))
 }

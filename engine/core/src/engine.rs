@@ -398,6 +398,35 @@ impl EngineHandle {
         plan.finish(cuts)
     }
 
+    /// Issue 10 (RPO): attaches an archive gate to every shard's WAL, starting after
+    /// `archived_lsn[i]` (what the destination already holds for shard `i`): from then on
+    /// no WAL segment holding a record above the gate's archived LSN is recycled. Returns
+    /// each shard's gate and WAL directory, for the archiver thread.
+    pub async fn attach_archive_gates(
+        &self,
+        archived_lsn: &[u64],
+    ) -> Result<Vec<(std::sync::Arc<mantis_wal::ArchiveGate>, PathBuf)>> {
+        if archived_lsn.len() != self.shard_count() {
+            return Err(EngineError::Invalid(format!(
+                "{} archived LSNs for {} shards",
+                archived_lsn.len(),
+                self.shard_count()
+            )));
+        }
+        let mut out = Vec::with_capacity(self.shard_count());
+        for (i, &lsn) in archived_lsn.iter().enumerate() {
+            let attached = self
+                .call(i, move |s| async move {
+                    let gate = std::sync::Arc::new(mantis_wal::ArchiveGate::new(lsn));
+                    s.wal.set_archive_gate(gate.clone());
+                    (gate, s.wal.dir().to_path_buf())
+                })
+                .await?;
+            out.push(attached);
+        }
+        Ok(out)
+    }
+
     /// Issue 10: the data directory the shards run in (the parent of `shard-0`).
     pub async fn data_dir(&self) -> Result<PathBuf> {
         self.call(0, |s| async move {

@@ -147,6 +147,9 @@ impl Wal {
                 assert_eq!(first_lsn, self.durable_lsn.get() + 1, "LSNs have no gaps");
                 self.next_lsn.set(last_lsn + 1);
                 self.durable_lsn.set(last_lsn);
+                if let Some(gate) = self.archive_gate.borrow().as_ref() {
+                    gate.set_durable(last_lsn);
+                }
                 for (i, p) in batch.into_iter().enumerate() {
                     let lsn = first_lsn + i as u64;
                     // The engine's apply hook: in LSN order, before any appender wakes.

@@ -26,6 +26,7 @@
 //! Everything runs on the shard's glommio executor (`!Send`); all I/O goes through
 //! `mantis_storage::Storage`, so tests run the same code on the simulated faulty disk.
 
+mod archive_gate;
 mod commit;
 mod config;
 mod error;
@@ -42,11 +43,14 @@ mod wal;
 
 use std::path::{Path, PathBuf};
 
+pub use archive_gate::ArchiveGate;
 pub use config::{
     WalConfig, PENDING_DEFAULT_BYTES, PENDING_LIMIT_BYTES, SEGMENT_SIZE_DEFAULT_BYTES,
     SEGMENT_SIZE_MIN_BYTES, SPARE_SEGMENTS_DEFAULT,
 };
 pub use error::{CorruptReason, WalError};
+// Issue 10: the archiver and point-in-time recovery read and write chunks themselves.
+pub use frame::{chunk_len_bytes, decode_payload, encode_chunk, ChunkHeader, CHUNK_HEADER_BYTES};
 pub use frame::{WalRecord, RECORD_PAYLOAD_MAX_BYTES};
 pub use lost::{LOST_FORMAT_VERSION, LOST_MAGIC};
 pub use recovery::{RecoveryReport, RepairReport};

@@ -80,6 +80,8 @@ pub struct Wal {
     pub(crate) prepare_idle: Rc<Signal>,
     pub(crate) committer_done: Rc<Latch>,
     pub(crate) preparer_done: Rc<Latch>,
+    /// Issue 10: when archiving, segments holding unarchived records are not recycled.
+    pub(crate) archive_gate: RefCell<Option<Arc<crate::ArchiveGate>>>,
 }
 
 impl Wal {
@@ -160,6 +162,7 @@ impl Wal {
             prepare_idle: Rc::new(Signal::default()),
             committer_done: Rc::new(Latch::default()),
             preparer_done: Rc::new(Latch::default()),
+            archive_gate: RefCell::new(None),
         });
         crate::commit::spawn_committer(&wal);
         crate::prepare::spawn_preparer(&wal);
@@ -251,6 +254,10 @@ impl Wal {
     pub fn mark_flushed(&self, lsn: u64) {
         let lsn = lsn.min(self.durable_lsn.get());
         if lsn <= self.flushed_lsn.get() {
+            // Issue 10: segments held for the archiver may have become free since.
+            if self.recyclable().is_some() {
+                self.prepare_wake.notify();
+            }
             return;
         }
         self.flushed_lsn.set(lsn);
@@ -263,7 +270,27 @@ impl Wal {
     pub(crate) fn recyclable(&self) -> Option<SegmentFile> {
         let live = self.live.borrow();
         let (first, second) = (live.front()?, live.get(1)?);
-        (second.first_lsn - 1 <= self.flushed_lsn.get()).then(|| first.clone())
+        let mut free_lsn = self.flushed_lsn.get();
+        if let Some(gate) = self.archive_gate.borrow().as_ref() {
+            free_lsn = free_lsn.min(gate.archived_lsn());
+        }
+        (second.first_lsn - 1 <= free_lsn).then(|| first.clone())
+    }
+
+    /// Issue 10: from now on, keeps every segment holding a record above
+    /// `gate.archived_lsn()` and publishes the durable LSN to the gate.
+    pub fn set_archive_gate(&self, gate: Arc<crate::ArchiveGate>) {
+        gate.set_durable(self.durable_lsn.get());
+        *self.archive_gate.borrow_mut() = Some(gate);
+    }
+
+    /// Issue 10: the live segment files, oldest first (what the archiver may read).
+    pub fn live_segments(&self) -> Vec<(u64, PathBuf)> {
+        self.live
+            .borrow()
+            .iter()
+            .map(|s| (s.first_lsn, s.path.clone()))
+            .collect()
     }
 
     /// The last LSN known durable (0 when the log never held a record).

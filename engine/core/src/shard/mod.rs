@@ -342,10 +342,10 @@ fn replay_record(
     if crate::twopc::record::is_txn_kind(rec.kind) {
         return txns.replay(id, active, rec);
     }
-    if rec.kind != record::RECORD_KIND_BATCH {
-        return Err(format!("unknown record kind {}", rec.kind));
-    }
-    let batch = record::decode(&rec.payload).map_err(|e| e.to_string())?;
+    let batch = match record::decode_batch_kind(rec.kind, &rec.payload) {
+        Some(decoded) => decoded.map_err(|e| e.to_string())?,
+        None => return Err(format!("unknown record kind {}", rec.kind)),
+    };
     for m in batch {
         let (key, kind) = write::mutation_to_entry(m);
         active.insert(key, rec.lsn, kind);

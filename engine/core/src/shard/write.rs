@@ -21,7 +21,7 @@ use super::{live_value, Shard};
 use crate::config::EXPIRES_AT_MS_MAX;
 use crate::error::{EngineError, Result};
 use crate::event::now_ms;
-use crate::record::{self, Mutation, RECORD_KIND_BATCH};
+use crate::record::{self, Mutation, RECORD_KIND_TIMED_BATCH};
 
 /// The value of a key as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,14 +204,15 @@ impl Shard {
             self.changed.wait().await;
             self.check_writable()?;
         }
-        let payload = record::encode(&batch);
+        // Issue 10: stamped with its commit time, for point-in-time recovery.
+        let payload = record::encode_timed(crate::event::now_ms(), &batch);
         let shard = self.clone();
         let commit = glommio::spawn_local(async move {
             let apply_shard = shard.clone();
             let res = shard
                 .wal
                 .append_with(
-                    RECORD_KIND_BATCH,
+                    RECORD_KIND_TIMED_BATCH,
                     payload,
                     Box::new(move |lsn| apply_shard.apply(lsn, batch)),
                 )
