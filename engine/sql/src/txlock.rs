@@ -16,6 +16,14 @@ use crate::error::{state, Result, SqlError};
 /// The SQL namespace in the lock hierarchy (one database per appliance today).
 const DATABASE_ID: u32 = 0;
 
+/// Floor of the adaptive lock-wait timeout for SQL transactions. A transaction holds its locks
+/// through its commit's fdatasync, so on a hot row (pgbench's one branch) eight clients queue
+/// behind each other for tens of milliseconds, and a disk stall adds 100 ms more: the lock
+/// manager's own floor (100 ms) timed such waits out. A timeout (55P03) is not retried by
+/// clients such as pgbench, which retry deadlocks (40P01); deadlocks are found by detection
+/// within `detect_interval_ms` regardless, so the timeout is only the backstop.
+const SQL_LOCK_TIMEOUT_MIN_US: u64 = 2_000_000;
+
 thread_local! {
     static SHARD_LOCKS: RefCell<Option<LockManager>> = const { RefCell::new(None) };
     static TXN_COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -32,6 +40,7 @@ pub fn shard_locks() -> LockManager {
         let shard = EngineHandle::current_shard().unwrap_or(0) as u32;
         let m = LockManager::new(LockConfig {
             shard,
+            timeout_min_us: SQL_LOCK_TIMEOUT_MIN_US,
             ..LockConfig::default()
         });
         let ticker = m.clone();

@@ -546,14 +546,15 @@ fn random_histories_under_read_committed_are_caught() {
     );
 }
 
-/// Doctor `me` goes off call (writes a unique positive value) and commits; false when it was
-/// the deadlock victim (rolled back).
+/// Doctor `me` goes off call (writes a unique positive value) and commits; on a
+/// serialization failure returns its SQLSTATE, after checking that the transaction is then
+/// aborted (25P02) until its ROLLBACK.
 async fn go_off(
     me: i64,
     s: &mut Session,
     reads: Vec<(i64, i64)>,
     history: &RefCell<History>,
-) -> bool {
+) -> Option<&'static str> {
     let value = {
         let mut h = history.borrow_mut();
         h.next_value += 1;
@@ -578,11 +579,13 @@ async fn go_off(
                 writes: vec![(me, value)],
                 commit_seq,
             });
-            true
+            None
         }
         Err(e) if is_retryable(&e) => {
+            let next = s.execute("SELECT 1").await.unwrap_err();
+            assert_eq!(next.sqlstate, "25P02", "after {e}: {next}");
             s.execute("ROLLBACK").await.unwrap();
-            false
+            Some(e.sqlstate)
         }
         Err(e) => panic!("doctor {me}: {e}"),
     }
@@ -592,8 +595,9 @@ async fn go_off(
 /// both rows and goes off call if the other is on. Both read before either writes. Under READ
 /// COMMITTED both commit (write skew: nobody on call) and the checker must report the rw-rw
 /// cycle; under SERIALIZABLE one of them is the deadlock victim, retries, sees the other off
-/// call and stays. Returns the checker's verdict and the doctors left on call.
-fn doctors_on_call(level: &str) -> (Option<Anomaly>, i64) {
+/// call and stays. Returns the checker's verdict, the doctors left on call and the
+/// SQLSTATEs of the failed attempts.
+fn doctors_on_call(level: &str) -> (Option<Anomaly>, i64, Vec<&'static str>) {
     let (engine, sql, _sim) = setup(2);
     let mut admin = setup_kv(&sql, 2);
     let history = RefCell::new(History {
@@ -628,13 +632,13 @@ fn doctors_on_call(level: &str) -> (Option<Anomaly>, i64) {
         done.set(true);
         r
     };
-    let ((ok_a, ok_b), ()) = block_on(futures::future::join(
+    let ((fail_a, fail_b), ()) = block_on(futures::future::join(
         both,
         detector(engine.handle(), done.clone()),
     ));
     // The loser retries from the start, alone: it sees the other off call and stays on.
-    for (ok, me, s) in [(ok_a, 0i64, &mut a), (ok_b, 1, &mut b)] {
-        if ok {
+    for (failed, me, s) in [(fail_a, 0i64, &mut a), (fail_b, 1, &mut b)] {
+        if failed.is_none() {
             continue;
         }
         block_on(run_txn(s, &[Op::Read(0), Op::Read(1)], &history));
@@ -646,13 +650,15 @@ fn doctors_on_call(level: &str) -> (Option<Anomaly>, i64) {
     }
     let on_call = scalar(&run(&mut admin, "SELECT count(*) FROM kv WHERE v < 0")).unwrap();
     let h = history.borrow();
-    (check(&h.txns, 2), on_call)
+    let failures = [fail_a, fail_b].into_iter().flatten().collect();
+    (check(&h.txns, 2), on_call, failures)
 }
 
 #[test]
 fn write_skew_is_caught_under_read_committed_and_prevented_under_serializable() {
-    let (anomaly, on_call) = doctors_on_call("READ COMMITTED");
+    let (anomaly, on_call, failures) = doctors_on_call("READ COMMITTED");
     assert_eq!(on_call, 0, "read committed lets both doctors go off call");
+    assert!(failures.is_empty(), "{failures:?}");
     match anomaly {
         Some(Anomaly::Cycle(c)) => {
             assert!(
@@ -662,7 +668,9 @@ fn write_skew_is_caught_under_read_committed_and_prevented_under_serializable() 
         }
         other => panic!("the checker missed the write skew: {other:?}"),
     }
-    let (anomaly, on_call) = doctors_on_call("SERIALIZABLE");
+    let (anomaly, on_call, failures) = doctors_on_call("SERIALIZABLE");
     assert!(anomaly.is_none(), "{anomaly:?}");
+    // Each holds S on both rows and wants X on its own: a deadlock, one victim.
+    assert_eq!(failures, vec!["40P01"]);
     assert_eq!(on_call, 1, "exactly one doctor went off call");
 }
