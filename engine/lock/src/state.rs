@@ -619,7 +619,14 @@ impl State {
                 }
             }
         }
+        let mut cancelled = 0;
         for &r in &expired {
+            // Cancelling an earlier wait may have granted this one (it queued behind it):
+            // it no longer waits, so there is nothing to time out.
+            if !self.requests[r].waiting {
+                continue;
+            }
+            cancelled += 1;
             let rq = &self.requests[r];
             let waited_us = rq
                 .enqueued_at
@@ -635,6 +642,6 @@ impl State {
             self.counters.timeouts += 1;
             self.cancel_wait(r, err, LockEventKind::TimedOut);
         }
-        expired.len()
+        cancelled
     }
 }

@@ -332,3 +332,23 @@ fn many_holders_switch_to_the_index_and_back() {
     assert_eq!(m.held_mode(t(20), row(2)), None);
     assert_eq!(m.stats().granted_now, 1);
 }
+
+/// Two waits expire in one pass, the second queued (FIFO) behind the first: cancelling the
+/// first grants the second, which must then be left alone, not cancelled out of a queue it
+/// already left (issue 9: seen as a shard panic under serializable SQL load).
+#[test]
+fn expiring_a_wait_that_grants_the_next_expired_one_skips_it() {
+    let m = mgr();
+    grant(&m, 1, row(1), S);
+    let mut w2 = queue(&m, 2, row(1), X);
+    let mut w3 = queue(&m, 3, row(1), S);
+    assert_pending(&mut w3);
+    let later = Instant::now() + Duration::from_secs(60);
+    assert_eq!(m.expire_timeouts(later), 1);
+    assert_eq!(assert_failed(&mut w2).sqlstate(), "55P03");
+    assert_granted(&mut w3);
+    for txn in 1..=3 {
+        m.end_txn(t(txn));
+    }
+    assert_eq!(m.records_in_use(), (0, 0, 0));
+}

@@ -160,7 +160,7 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
 
 /// Converts lookup values to the key columns' types, so 1.0 finds an integer key 1 and a
 /// text literal finds a date.
-fn coerce_key(table: &TableDef, cols: &[usize], vals: Vec<Value>) -> Result<Vec<Value>> {
+pub(crate) fn coerce_key(table: &TableDef, cols: &[usize], vals: Vec<Value>) -> Result<Vec<Value>> {
     vals.into_iter()
         .zip(cols)
         .map(|(v, &c)| match (&v, &table.columns[c].ty) {

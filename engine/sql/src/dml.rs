@@ -436,6 +436,11 @@ impl Pending<'_> {
         let mut entries = Vec::with_capacity(t.indexes.len());
         for ix in &t.indexes {
             let (ik, unique) = index_key(ix, row, &key);
+            if unique.is_some() {
+                // X on the unique entry before the check, as for the primary key: two
+                // transactions inserting one value under different keys queue here.
+                self.locks.lock_row(t.id, &ik, LockMode::X).await?;
+            }
             if unique.is_some() && self.get(&ik).await?.is_some() {
                 if soft {
                     return Ok(false);

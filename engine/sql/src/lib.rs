@@ -18,6 +18,7 @@ pub mod eval;
 pub mod exec;
 pub mod explain;
 pub mod funcs;
+pub mod isolation;
 pub mod keys;
 pub mod optimizer;
 pub mod parser;
@@ -34,6 +35,7 @@ use std::rc::Rc;
 use mantis_engine::{BatchOp, EngineHandle};
 
 pub use error::SqlError;
+pub use isolation::Isolation;
 pub use session::{Prepared, Session};
 pub use types::{SqlType, Value};
 

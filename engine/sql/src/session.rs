@@ -9,6 +9,7 @@ use crate::binder::Binder;
 use crate::dml::{DmlPlan, Pending};
 use crate::error::{state, Result, SqlError};
 use crate::exec::{exec, Ctx, Row};
+use crate::isolation::Isolation;
 use crate::plan::Plan;
 use crate::store::{View, Writes};
 use crate::types::{SqlType, Value};
@@ -47,6 +48,13 @@ pub struct Session {
     locks: crate::txlock::TxnLocks,
     /// A statement failed inside the transaction: only ROLLBACK/COMMIT are accepted.
     failed: bool,
+    /// The level new transactions get (`SET SESSION CHARACTERISTICS`,
+    /// `default_transaction_isolation`).
+    isolation_default: Isolation,
+    /// The level of the open transaction (meaningless outside one).
+    tx_isolation: Isolation,
+    /// A query or DML ran in the open transaction: its level can no longer change.
+    tx_queried: bool,
 }
 
 fn tag(t: impl Into<String>) -> StatementResult {
@@ -71,7 +79,27 @@ impl Session {
             engine,
             tx: None,
             failed: false,
+            isolation_default: Isolation::default(),
+            tx_isolation: Isolation::default(),
+            tx_queried: false,
         }
+    }
+
+    /// The isolation level the next statement runs at.
+    pub fn isolation(&self) -> Isolation {
+        if self.tx.is_some() {
+            self.tx_isolation
+        } else {
+            self.isolation_default
+        }
+    }
+
+    /// A statement failed inside the transaction: from now on only ROLLBACK (or COMMIT, which
+    /// rolls back) is accepted, so nothing the transaction did can be committed and its locks
+    /// can go now instead of holding up others until the client rolls back.
+    fn fail_transaction(&mut self) {
+        self.failed = true;
+        self.locks.release_all();
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -95,7 +123,7 @@ impl Session {
             // Just bound against the current catalog: no second version check.
             let r = self.run_prepared(&p, &[], true).await;
             if r.is_err() && self.tx.is_some() {
-                self.failed = true;
+                self.fail_transaction();
             }
             out.push(r?);
         }
@@ -156,7 +184,7 @@ impl Session {
         }
         let r = self.bind(stmt, hints).await;
         if r.is_err() && self.tx.is_some() {
-            self.failed = true;
+            self.fail_transaction();
         }
         r
     }
@@ -220,7 +248,7 @@ impl Session {
     ) -> Result<StatementResult> {
         let r = self.run_prepared(p, params, false).await;
         if r.is_err() && self.tx.is_some() {
-            self.failed = true;
+            self.fail_transaction();
         }
         r
     }
@@ -292,8 +320,21 @@ impl Session {
         }
     }
 
-    async fn run_query(&self, plan: &Plan, params: Vec<Value>) -> Result<Vec<Row>> {
+    async fn run_query(&mut self, plan: &Plan, params: Vec<Value>) -> Result<Vec<Row>> {
+        let r = self.run_query_locked(plan, params).await;
+        if self.tx.is_none() {
+            // Autocommit: the statement was the transaction; its read locks go now.
+            self.locks.release_all();
+        }
+        r
+    }
+
+    async fn run_query_locked(&mut self, plan: &Plan, params: Vec<Value>) -> Result<Vec<Row>> {
+        self.tx_queried = self.tx.is_some();
         let mut ctx = Ctx::new(params);
+        if self.isolation() == Isolation::Serializable {
+            crate::isolation::lock_reads(plan, &ctx, &self.locks, None).await?;
+        }
         let view = View {
             handle: self.engine.handle(),
             layers: [None, self.tx.as_ref()],
@@ -313,7 +354,18 @@ impl Session {
     }
 
     async fn run_dml_locked(&mut self, d: &DmlPlan, params: Vec<Value>) -> Result<StatementResult> {
+        self.tx_queried = self.tx.is_some();
         let mut ctx = Ctx::new(params);
+        if self.isolation() == Isolation::Serializable {
+            // Lock what the statement reads before it reads: the target rows X (or its
+            // table SIX for a scan), the tables of an INSERT ... SELECT S.
+            let (plan, target) = match d {
+                DmlPlan::Insert(p) => (&p.source, None),
+                DmlPlan::Update(p) => (&p.access, Some(p.table.id)),
+                DmlPlan::Delete(p) => (&p.access, Some(p.table.id)),
+            };
+            crate::isolation::lock_reads(plan, &ctx, &self.locks, target).await?;
+        }
         let mut w = Pending {
             handle: self.engine.handle(),
             tx: self.tx.as_ref(),
@@ -356,12 +408,28 @@ impl Session {
 
     async fn run_other(&mut self, s: &Statement) -> Result<StatementResult> {
         match s {
-            Statement::StartTransaction { .. } => {
+            Statement::StartTransaction { modes, .. } => {
                 if self.tx.is_none() {
                     self.tx = Some(Writes::default());
                     self.failed = false;
+                    self.tx_queried = false;
+                    self.tx_isolation = self.isolation_default;
+                }
+                if let Some(level) = Isolation::from_modes(modes) {
+                    self.set_tx_isolation(level)?;
                 }
                 Ok(tag("BEGIN"))
+            }
+            Statement::SetTransaction { modes, session, .. } => {
+                if let Some(level) = Isolation::from_modes(modes) {
+                    if *session {
+                        self.isolation_default = level;
+                    } else if self.tx.is_some() {
+                        self.set_tx_isolation(level)?;
+                    }
+                    // Outside a transaction block PostgreSQL only warns: nothing to change.
+                }
+                Ok(tag("SET"))
             }
             Statement::Commit { .. } => {
                 let tx = self.tx.take();
@@ -409,9 +477,13 @@ impl Session {
                     rows: lines.into_iter().map(|l| vec![Value::Text(l)]).collect(),
                 })
             }
-            Statement::SetVariable { .. }
-            | Statement::SetNames { .. }
-            | Statement::SetTimeZone { .. } => Ok(tag("SET")),
+            Statement::SetVariable {
+                variables, value, ..
+            } => {
+                self.set_variable(&variables.to_string(), value)?;
+                Ok(tag("SET"))
+            }
+            Statement::SetNames { .. } | Statement::SetTimeZone { .. } => Ok(tag("SET")),
             Statement::ShowVariable { variable } => {
                 let name = variable
                     .iter()
@@ -424,7 +496,10 @@ impl Session {
                     "standard_conforming_strings" => "on",
                     "datestyle" => "ISO, MDY",
                     "timezone" => "UTC",
-                    "transaction_isolation" | "transaction.isolation.level" => "read committed",
+                    "transaction_isolation" | "transaction.isolation.level" => {
+                        self.isolation().as_str()
+                    }
+                    "default_transaction_isolation" => self.isolation_default.as_str(),
                     _ => {
                         return Err(SqlError::new(
                             state::UNDEFINED_OBJECT,
@@ -445,6 +520,51 @@ impl Session {
                 first_words(&other.to_string())
             ))),
         }
+    }
+
+    /// Changes the open transaction's level: only before its first query, as in PostgreSQL.
+    fn set_tx_isolation(&mut self, level: Isolation) -> Result<()> {
+        if self.tx_queried && level != self.tx_isolation {
+            return Err(SqlError::new(
+                state::ACTIVE_SQL_TRANSACTION,
+                "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+            ));
+        }
+        self.tx_isolation = level;
+        Ok(())
+    }
+
+    /// `SET name = value`: the isolation settings are kept, other parameters accepted and
+    /// ignored (clients set them on connect).
+    fn set_variable(&mut self, name: &str, value: &[sqlparser::ast::Expr]) -> Result<()> {
+        let name = name.to_lowercase();
+        if name != "default_transaction_isolation" && name != "transaction_isolation" {
+            return Ok(());
+        }
+        let text = match value {
+            [sqlparser::ast::Expr::Value(v)] => match &v.value {
+                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            [sqlparser::ast::Expr::Identifier(i)] => i.value.clone(),
+            other => other
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let level = Isolation::from_name(&text).ok_or_else(|| {
+            SqlError::new(
+                state::INVALID_PARAMETER_VALUE,
+                format!("invalid value for parameter \"{name}\": \"{text}\""),
+            )
+        })?;
+        if name == "default_transaction_isolation" {
+            self.isolation_default = level;
+        } else if self.tx.is_some() {
+            self.set_tx_isolation(level)?;
+        }
+        Ok(())
     }
 
     async fn explain(&mut self, s: &Statement) -> Result<Vec<String>> {
