@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod integrity_config;
 pub mod integrity_metrics;
+pub mod kvtxn;
 pub mod lifecycle;
 pub mod listen;
 pub mod locks;
