@@ -9,6 +9,7 @@ pub mod integrity_metrics;
 pub mod kvtxn;
 pub mod lifecycle;
 pub mod listen;
+pub mod lock_metrics;
 pub mod locks;
 pub mod metrics;
 pub mod monitoring;

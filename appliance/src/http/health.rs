@@ -249,6 +249,8 @@ pub async fn refresh_metrics(shared: &Shared) {
         }
         Err(reason) => tracing::warn!(%reason, "metrics refresh without engine statistics"),
     }
+    // Issue 9: the lock managers' figures.
+    crate::lock_metrics::refresh(shared).await;
 }
 
 pub async fn metrics(shared: &Shared) -> HttpResponse {

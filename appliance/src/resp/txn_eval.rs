@@ -52,7 +52,7 @@ impl Overlay {
     }
 
     /// The live entry of `key`. Every key a command names was locked and read first.
-    fn get(&self, key: &[u8]) -> Option<ValueEntry> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<ValueEntry> {
         let entry = self.entries.get(key);
         assert!(entry.is_some(), "key not locked by the transaction");
         entry
@@ -60,7 +60,7 @@ impl Overlay {
             .filter(|e| live(e, self.now_ms))
     }
 
-    fn put(&mut self, key: &[u8], value: Vec<u8>, expires_at_ms: Option<u64>) {
+    pub(crate) fn put(&mut self, key: &[u8], value: Vec<u8>, expires_at_ms: Option<u64>) {
         let entry = match expires_at_ms {
             Some(at) if at <= self.now_ms => None,
             _ => Some(ValueEntry {
@@ -73,7 +73,7 @@ impl Overlay {
     }
 
     /// Removes `key`; true if it was live.
-    fn delete(&mut self, key: &[u8]) -> bool {
+    pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
         let existed = self.get(key).is_some();
         if existed {
             self.entries.insert(key.to_vec(), None);
