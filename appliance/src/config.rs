@@ -191,6 +191,10 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "mantisd=debug,info"). [default: info]
     #[arg(long, env = "MANTIS_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Issue 9: most commands one RESP transaction (MULTI) may queue; one more is refused and
+    /// EXEC then answers EXECABORT. [default: 10000]
+    #[arg(long, env = "MANTIS_MULTI_QUEUED_COMMANDS_MAX", value_name = "N")]
+    pub multi_queued_commands_max: Option<usize>,
     /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
     #[command(flatten)]
     pub storage: crate::integrity_config::StorageFlags,
@@ -227,6 +231,8 @@ pub struct FileConfig {
     pub repair_wal: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    /// Issue 9: see the flag.
+    pub multi_queued_commands_max: Option<usize>,
     /// `[monitor]`: metrics, audit trail, alert rules and channels (issue 8).
     #[serde(default)]
     pub monitor: crate::monitoring::MonitorConfig,
@@ -279,6 +285,8 @@ pub struct Config {
     pub storage: crate::integrity_config::StorageSettings,
     /// `[rpo]` of the file (issue 10).
     pub rpo: crate::rpo::RpoConfig,
+    /// Issue 9: at least 1.
+    pub multi_queued_commands_max: usize,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -287,6 +295,8 @@ pub const PIPELINE_PARALLEL_MAX_DEFAULT: usize = 16;
 /// (as many as an MGET of this many keys).
 pub const PIPELINE_PARALLEL_MAX_LIMIT: usize = 64;
 pub const PG_ADDR_DEFAULT: &str = "127.0.0.1:5433";
+/// Issue 9: commands one MULTI may queue unless configured.
+pub const MULTI_QUEUED_COMMANDS_MAX_DEFAULT: usize = 10_000;
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
 /// hyper refuses buffers below 8 KiB; 16 KiB fits any sane request head.
 pub const HTTP_HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
@@ -410,6 +420,11 @@ impl Config {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
+            multi_queued_commands_max: cli
+                .multi_queued_commands_max
+                .or(file.multi_queued_commands_max)
+                .unwrap_or(MULTI_QUEUED_COMMANDS_MAX_DEFAULT)
+                .max(1),
         };
         let mut config = config;
         // Absolute, so logs name the real place and the storage layer (which opens

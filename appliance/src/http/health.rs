@@ -259,6 +259,8 @@ pub async fn refresh_metrics(shared: &Shared) {
             tracing::warn!("metrics refresh without latency quantiles: shards did not answer")
         }
     }
+    // Issue 9: the lock managers' figures.
+    crate::lock_metrics::refresh(shared).await;
 }
 
 pub async fn metrics(shared: &Shared) -> HttpResponse {

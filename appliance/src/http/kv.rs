@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::encoding::{base64_decode, base64_encode, hex_decode, hex_encode, query_pairs};
 use super::error::{json_response, ApiError, HttpResponse};
+use crate::kvtxn::plain;
 use crate::resp::args::EXPIRES_AT_MS_MAX;
 use crate::server::{now_ms, Shared};
 
@@ -115,15 +116,44 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let expires_at_ms = ttl_expiry(&req)?;
     let value = read_body(req, shared.config.http_body_bytes_max).await?;
-    shared
-        .engine
-        .put_expiring_at(key, value.to_vec(), expires_at_ms)
-        .await?;
+    // Issue 9: admitted like a plain RESP write (isolated from `POST /api/v1/txn` and EXEC).
+    let engine = shared.engine.clone();
+    let k = key.clone();
+    plain::guarded(&shared.engine, key, move || async move {
+        let r = engine
+            .put_expiring_at(k, value.to_vec(), expires_at_ms)
+            .await;
+        let modified = r.is_ok();
+        (r, modified)
+    })
+    .await
+    .map_err(txn_error)??;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
+/// A plain write that could not be admitted (its key's lock timed out).
+fn txn_error(e: crate::kvtxn::TxnError) -> ApiError {
+    match e {
+        crate::kvtxn::TxnError::Engine(e) => ApiError::from(e),
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lock_timeout",
+            other.to_string(),
+        ),
+    }
+}
+
 pub async fn delete(shared: &Shared, key: Vec<u8>) -> Result<HttpResponse, ApiError> {
-    if shared.engine.delete(key).await? {
+    let engine = shared.engine.clone();
+    let k = key.clone();
+    let deleted = plain::guarded(&shared.engine, key, move || async move {
+        let r = engine.delete(k).await;
+        let modified = matches!(r, Ok(true));
+        (r, modified)
+    })
+    .await
+    .map_err(txn_error)??;
+    if deleted {
         Ok(empty(StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::not_found("no such key"))
@@ -233,7 +263,21 @@ pub async fn batch(shared: &Shared, req: Request<Incoming>) -> Result<HttpRespon
         .collect::<Result<Vec<_>, _>>()?;
     let applied = ops.len();
     if applied > 0 {
-        shared.engine.write_batch(ops).await?;
+        // Issue 9: under the keys' X locks, like a transaction (isolated from EXEC and
+        // `POST /api/v1/txn`, and their watchers see the writes).
+        let keys: Vec<Vec<u8>> = ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { key, .. } | BatchOp::Delete { key } => key.clone(),
+            })
+            .collect();
+        let mut locked =
+            crate::kvtxn::lockset::lock_and_read(&shared.engine, keys.clone(), Vec::new())
+                .await
+                .map_err(txn_error)?;
+        let written = shared.engine.write_batch(ops).await;
+        locked.held.release(keys).await;
+        written?;
     }
     Ok(json_response(
         StatusCode::OK,

@@ -12,6 +12,7 @@ pub mod integrity;
 pub mod kv;
 pub mod locks;
 pub mod sql;
+pub mod txn;
 
 use std::convert::Infallible;
 use std::os::fd::AsRawFd;
@@ -57,6 +58,7 @@ pub const ROUTES: &[&str] = &[
     "doc_delete",
     "doc_query",
     "doc_indexes",
+    txn::ROUTE,
 ];
 
 /// The smallest read buffer hyper accepts.
@@ -185,6 +187,12 @@ async fn route(
     }
     if path.starts_with(documents::PREFIX) {
         return documents::route(shared, req, &path).await;
+    }
+    if path == txn::PATH {
+        return match *req.method() {
+            Method::POST => (txn::ROUTE, txn::run(shared, req).await),
+            _ => ("other", Err(ApiError::method_not_allowed("POST"))),
+        };
     }
     if path == "/api/v1/sql" {
         return match *req.method() {

@@ -42,6 +42,7 @@ const WD: &[&str] = &["write", "denyoom"];
 const R: &[&str] = &["readonly", "fast"];
 const ADMIN: &[&str] = &["loading", "stale", "fast"];
 const NOAUTH_OK: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const TXN: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 const NONE: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -93,6 +94,16 @@ pub const COMMANDS: &[Spec] = &[
     spec("client", -2, &["loading", "stale"], NONE),
     spec("command", -1, &["loading", "stale"], NONE),
     spec("time", 1, ADMIN, NONE),
+    spec("multi", 1, TXN, NONE),
+    spec(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        NONE,
+    ),
+    spec("discard", 1, TXN, NONE),
+    spec("watch", -2, TXN, ALL),
+    spec("unwatch", 1, TXN, NONE),
 ];
 
 /// The command for `name`, case-insensitively.
@@ -122,6 +133,7 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
     assert!(!args.is_empty(), "empty commands are skipped by the caller");
     let started = Instant::now();
     let Some(spec) = lookup(&args[0]) else {
+        super::multi::flag_abort(session);
         let reply = unknown_command(&args);
         if let Some(m) = shared.metrics.command_static("resp", "other") {
             m.observe(started.elapsed(), true);
@@ -131,9 +143,13 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
     let audit = crate::monitoring::resp_audit_target(spec.name, spec.flags, &args);
     // Redis checks the arity before authentication; so do we, for identical replies.
     let reply = if !arity_ok(spec.arity, args.len()) {
+        super::multi::flag_abort(session);
         wrong_arity(spec.name)
     } else if !session.authenticated && !allowed_before_auth(spec.name) {
+        super::multi::flag_abort(session);
         Reply::Error("NOAUTH Authentication required.".into())
+    } else if session.multi.is_some() && !super::multi::runs_inside_multi(spec.name) {
+        super::multi::queue(shared, session, args)
     } else {
         run(shared, session, spec.name, args).await
     };
@@ -170,7 +186,10 @@ impl Keyed {
     /// `Some` when `args` (a whole command, name first) is a well-formed single-key command.
     pub fn classify(args: &[Vec<u8>]) -> Option<Keyed> {
         let spec = lookup(args.first()?)?;
-        if !arity_ok(spec.arity, args.len()) || spec.first_key != 1 {
+        if !arity_ok(spec.arity, args.len())
+            || spec.first_key != 1
+            || super::multi::is_txn_command(spec.name)
+        {
             return None;
         }
         let one_key =
@@ -206,6 +225,8 @@ pub async fn execute_keyed(
     let audit = crate::monitoring::resp_audit_target(name, keyed.spec.flags, &args);
     let reply = if !authenticated {
         Reply::Error("NOAUTH Authentication required.".into())
+    } else if keyed.writes {
+        super::multi::plain_write(shared, keyed.spec, args).await
     } else if is_string_command(name) {
         strings::run(&shared.engine, name, args).await
     } else {
@@ -225,7 +246,7 @@ pub async fn execute_keyed(
     reply
 }
 
-fn is_string_command(name: &str) -> bool {
+pub fn is_string_command(name: &str) -> bool {
     matches!(
         name,
         "get"
@@ -256,7 +277,15 @@ async fn run(
     args: Vec<Vec<u8>>,
 ) -> Reply {
     let engine = &shared.engine;
+    if let Some(spec) = lookup(name.as_bytes())
+        .filter(|s| s.flags.contains(&"write") && super::txn_eval::is_data_command(s.name))
+    {
+        return super::multi::plain_write(shared, spec, args).await;
+    }
     match name {
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => {
+            super::multi::run(shared, session, name, args).await
+        }
         "ping" | "echo" | "quit" | "auth" | "hello" | "select" | "info" | "config" | "client"
         | "command" | "time" | "dbsize" => server_cmds::run(shared, session, name, args).await,
         _ if is_string_command(name) => strings::run(engine, name, args).await,
@@ -306,6 +335,7 @@ mod tests {
         assert_eq!(k(&["get"]), None);
         assert_eq!(k(&["get", "a", "b"]), None);
         assert_eq!(k(&["nosuch", "a"]), None);
+        assert_eq!(k(&["watch", "a"]), None);
     }
 
     #[test]

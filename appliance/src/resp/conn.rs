@@ -42,6 +42,8 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, slot: ConnectionSlot)
     if let Err(e) = run(&mut stream, &shared, &mut session).await {
         tracing::debug!(client = slot.client_id, error = %e, "resp connection ended");
     }
+    // A client gone mid-transaction leaves no watch behind (its locks are only held in EXEC).
+    super::multi::forget_watches(&shared.engine, &mut session).await;
     let _ = stream.close().await;
     // The socket is closed: forget it before anyone could shut down a reused descriptor.
     drop(registration);
@@ -160,7 +162,8 @@ async fn run_batch(
     let parallel_max = shared.config.pipeline_parallel_max;
     let mut commands = std::mem::take(batch).into_iter().peekable();
     while let Some(args) = commands.next() {
-        let keyed = if parallel_max > 1 {
+        // Inside MULTI every command is queued in order, one at a time.
+        let keyed = if parallel_max > 1 && session.multi.is_none() {
             Keyed::classify(&args)
         } else {
             None

@@ -89,7 +89,7 @@ async fn key_type(engine: &EngineHandle, key: &[u8]) -> CmdResult {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExpireCondition {
+pub(crate) enum ExpireCondition {
     Always,
     /// NX: only when the key has no expiry.
     NoExpiry,
@@ -101,7 +101,7 @@ enum ExpireCondition {
     Earlier,
 }
 
-fn parse_expire_condition(opts: &[Vec<u8>]) -> Result<ExpireCondition, Reply> {
+pub(crate) fn parse_expire_condition(opts: &[Vec<u8>]) -> Result<ExpireCondition, Reply> {
     let mut cond = ExpireCondition::Always;
     for word in opts {
         let next = [

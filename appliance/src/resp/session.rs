@@ -13,6 +13,10 @@ pub struct Session {
     /// Set by QUIT: answer, flush, close.
     pub closing: bool,
     pub cursors: CursorTable,
+    /// MULTI opened and not yet EXEC'd / DISCARDed.
+    pub multi: Option<super::multi::MultiState>,
+    /// Keys WATCHed since the last EXEC / DISCARD / UNWATCH.
+    pub watches: Vec<crate::kvtxn::lockset::WatchCheck>,
 }
 
 impl Session {
@@ -24,6 +28,8 @@ impl Session {
             client_id,
             closing: false,
             cursors: CursorTable::default(),
+            multi: None,
+            watches: Vec::new(),
         }
     }
 }

@@ -86,14 +86,14 @@ async fn get(engine: &EngineHandle, key: &[u8]) -> CmdResult {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Condition {
+pub(crate) enum Condition {
     Always,
     IfAbsent,
     IfPresent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NewExpiry {
+pub(crate) enum NewExpiry {
     /// No TTL (SET without options clears an existing one).
     None,
     /// KEEPTTL.
@@ -101,13 +101,13 @@ enum NewExpiry {
     At(u64),
 }
 
-struct SetOptions {
-    condition: Condition,
-    get: bool,
-    expiry: NewExpiry,
+pub(crate) struct SetOptions {
+    pub(crate) condition: Condition,
+    pub(crate) get: bool,
+    pub(crate) expiry: NewExpiry,
 }
 
-fn parse_set_options(opts: &[Vec<u8>], now: u64) -> Result<SetOptions, Reply> {
+pub(crate) fn parse_set_options(opts: &[Vec<u8>], now: u64) -> Result<SetOptions, Reply> {
     let mut o = SetOptions {
         condition: Condition::Always,
         get: false,

@@ -20,7 +20,9 @@ mod tasks;
 pub use config::{CostWeights, DetectAlgorithm, LockConfig, VictimStrategy};
 pub use error::LockError;
 pub use graph::{Resolution, ShardWaitGraph, TxnCost, Victim, WaitEdge, WaitForGraph};
-pub use manager::{Acquire, LockManager, LockStats, LockWait, ResourceView, TickReport};
+pub use manager::{
+    Acquire, LockManager, LockStats, LockWait, ResourceView, TickReport, WAIT_BUCKETS_US,
+};
 pub use mode::{LockMode, MODE_COUNT};
 pub use profile::{HistogramSummary, Hotspot, LockEvent, LockEventKind};
 pub use resource::{key_hash, ResourceId, TxnId};

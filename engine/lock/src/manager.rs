@@ -18,6 +18,12 @@ use crate::profile::{HistogramSummary, Hotspot, LockEvent, LockEventKind};
 use crate::resource::{ResourceId, TxnId};
 use crate::state::{Outcome, State, Step};
 
+/// Upper bounds (µs) of the lock-wait histogram buckets exported in [`LockStats`]: from a
+/// contended fast handoff (10 µs) to the longest timeout (30 s).
+pub const WAIT_BUCKETS_US: [u64; 12] = [
+    10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 5_000_000, 30_000_000,
+];
+
 /// A shard's lock manager. Cheap to clone (one `Rc`); not `Send`: it lives on its shard.
 #[derive(Clone)]
 pub struct LockManager {
@@ -62,6 +68,10 @@ pub struct LockStats {
     pub timeout_current_us: u64,
     pub uptime_us: u64,
     pub wait_us: HistogramSummary,
+    /// Waits that ended in a grant, cumulative per upper bound in µs ([`WAIT_BUCKETS_US`]):
+    /// the buckets of a Prometheus histogram.
+    #[serde(default)]
+    pub wait_us_buckets: Vec<(u64, u64)>,
     pub hold_us: HistogramSummary,
     pub profiled_resources: u64,
     pub hotspots: Vec<Hotspot>,
@@ -389,6 +399,10 @@ impl LockManager {
             timeout_current_us: st.timeout.current_us,
             uptime_us: st.since_epoch_us(Instant::now()),
             wait_us: HistogramSummary::of(&st.profiler.wait_us),
+            wait_us_buckets: WAIT_BUCKETS_US
+                .iter()
+                .map(|&le| (le, st.profiler.wait_us.count_between(0, le)))
+                .collect(),
             hold_us: HistogramSummary::of(&st.profiler.hold_us),
             profiled_resources: st.profiler.profiled_resources() as u64,
             hotspots: st.profiler.hotspots(st.config.hotspots_max),
