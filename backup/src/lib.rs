@@ -19,6 +19,8 @@ pub mod error;
 pub mod manifest;
 pub mod progress;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod verify;
 
 pub use create::{create_backup, BackupOptions};
