@@ -223,6 +223,9 @@ pub struct FileConfig {
     pub cold: crate::integrity_config::ColdSection,
     #[serde(default)]
     pub compression_keyspace: Vec<crate::integrity_config::KeyspaceSection>,
+    /// `[[backup_schedule]]`: cron-scheduled backups with retention (issue 10).
+    #[serde(default)]
+    pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -259,6 +262,8 @@ pub struct Config {
     pub monitor: crate::monitoring::MonitorConfig,
     /// Scrubber, cold data and per-keyspace codecs (issue 7).
     pub storage: crate::integrity_config::StorageSettings,
+    /// `[[backup_schedule]]` of the file, checked (issue 10).
+    pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -301,6 +306,7 @@ impl Config {
             .unwrap_or(300);
         let config = Config {
             monitor: file.monitor.clone(),
+            backup_schedule: checked_schedules(file.backup_schedule)?,
             storage: crate::integrity_config::StorageSettings::resolve(
                 cli.storage,
                 file.scrub,
@@ -573,4 +579,16 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert!(file.data_dir.is_some());
     }
+}
+
+/// Issue 10: the `[[backup_schedule]]` tables, refused at startup when a cron expression,
+/// kind or destination is invalid.
+fn checked_schedules(
+    schedules: Vec<mantis_backup::schedule::ScheduleConfig>,
+) -> Result<Vec<mantis_backup::schedule::ScheduleConfig>, ConfigError> {
+    mantis_backup::schedule::parse_all(&schedules).map_err(|e| ConfigError::Invalid {
+        option: "backup_schedule",
+        reason: e.to_string(),
+    })?;
+    Ok(schedules)
 }
