@@ -483,6 +483,18 @@ fn address(
     })
 }
 
+/// Issue 10: the `[[backup_schedule]]` tables, refused at startup when a cron expression,
+/// kind or destination is invalid.
+fn checked_schedules(
+    schedules: Vec<mantis_backup::schedule::ScheduleConfig>,
+) -> Result<Vec<mantis_backup::schedule::ScheduleConfig>, ConfigError> {
+    mantis_backup::schedule::parse_all(&schedules).map_err(|e| ConfigError::Invalid {
+        option: "backup_schedule",
+        reason: e.to_string(),
+    })?;
+    Ok(schedules)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -579,16 +591,4 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert!(file.data_dir.is_some());
     }
-}
-
-/// Issue 10: the `[[backup_schedule]]` tables, refused at startup when a cron expression,
-/// kind or destination is invalid.
-fn checked_schedules(
-    schedules: Vec<mantis_backup::schedule::ScheduleConfig>,
-) -> Result<Vec<mantis_backup::schedule::ScheduleConfig>, ConfigError> {
-    mantis_backup::schedule::parse_all(&schedules).map_err(|e| ConfigError::Invalid {
-        option: "backup_schedule",
-        reason: e.to_string(),
-    })?;
-    Ok(schedules)
 }
