@@ -246,6 +246,9 @@ pub struct FileConfig {
     /// `[rpo]`: WAL archiving for a recovery point objective (issue 10).
     #[serde(default)]
     pub rpo: crate::rpo::RpoConfig,
+    /// `[[backup_schedule]]`: cron-scheduled backups with retention (issue 10).
+    #[serde(default)]
+    pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -287,6 +290,8 @@ pub struct Config {
     pub rpo: crate::rpo::RpoConfig,
     /// Issue 9: at least 1.
     pub multi_queued_commands_max: usize,
+    /// `[[backup_schedule]]` of the file, checked (issue 10).
+    pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -332,6 +337,7 @@ impl Config {
         let config = Config {
             rpo: crate::rpo::checked(&file.rpo)?,
             monitor: file.monitor.clone(),
+            backup_schedule: checked_schedules(file.backup_schedule)?,
             storage: crate::integrity_config::StorageSettings::resolve(
                 cli.storage,
                 file.scrub,
@@ -515,6 +521,18 @@ fn address(
         value: text.clone(),
         reason: "resolves to no address".into(),
     })
+}
+
+/// Issue 10: the `[[backup_schedule]]` tables, refused at startup when a cron expression,
+/// kind or destination is invalid.
+fn checked_schedules(
+    schedules: Vec<mantis_backup::schedule::ScheduleConfig>,
+) -> Result<Vec<mantis_backup::schedule::ScheduleConfig>, ConfigError> {
+    mantis_backup::schedule::parse_all(&schedules).map_err(|e| ConfigError::Invalid {
+        option: "backup_schedule",
+        reason: e.to_string(),
+    })?;
+    Ok(schedules)
 }
 
 #[cfg(test)]

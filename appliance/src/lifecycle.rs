@@ -250,6 +250,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     shared.set_ready();
     // Issue 8: audit, alerts and the disk gauges run from READY on, not from the first request.
     crate::monitoring::ensure_started(&shared);
+    // Issue 10: cron-scheduled backups (a task on shard 0).
+    crate::backup_schedule::start(&shared);
     let status =
         format!("serving: resp {resp_addr}, http {http_addr}, pg {pg_addr}, {shards} shards");
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);

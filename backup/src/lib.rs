@@ -21,12 +21,17 @@ pub mod manifest;
 pub mod pitr;
 pub mod progress;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod verify;
 
 pub use create::{create_backup, BackupOptions};
+pub use dest::azure::{Azure, AzureConfig};
+pub use dest::gcs::{Gcs, GcsConfig};
 pub use dest::local::LocalDir;
 pub use dest::s3::{S3Config, S3};
 pub use dest::{open_destination, Destination, DestinationSpec};
+pub use dest::{open_destination_with, DestinationConfigs};
 pub use error::{BackupError, Result};
 pub use manifest::{list_backups, read_manifest, BackupFile, BackupManifest, BackupShard};
 pub use progress::Progress;

@@ -29,6 +29,49 @@ pub struct S3Args {
     secret_key: Option<String>,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
+    /// Issue 10: GCS endpoint for gs:// destinations (an emulator's http://host:port).
+    #[arg(
+        long,
+        env = "MANTIS_GCS_ENDPOINT",
+        default_value = "https://storage.googleapis.com"
+    )]
+    gcs_endpoint: String,
+    /// OAuth 2 access token for gs:// destinations (e.g. `gcloud auth print-access-token`).
+    #[arg(long, env = "MANTIS_GCS_TOKEN", hide_env_values = true)]
+    gcs_token: Option<String>,
+    /// Storage account for az:// destinations.
+    #[arg(long, env = "AZURE_STORAGE_ACCOUNT")]
+    azure_account: Option<String>,
+    /// The account's key (base64) for az:// destinations.
+    #[arg(long, env = "AZURE_STORAGE_KEY", hide_env_values = true)]
+    azure_key: Option<String>,
+    /// Blob endpoint override (Azurite: http://127.0.0.1:10000/devstoreaccount1).
+    #[arg(long, env = "MANTIS_AZURE_ENDPOINT")]
+    azure_endpoint: Option<String>,
+}
+
+impl S3Args {
+    /// Issue 10: every remote destination's endpoint and credentials.
+    fn configs(&self) -> mantis_backup::DestinationConfigs {
+        let azure = self.azure_account.as_deref().map(|account| {
+            let mut cfg = mantis_backup::AzureConfig::new(
+                account,
+                self.azure_key.as_deref().unwrap_or_default(),
+            );
+            if let Some(endpoint) = &self.azure_endpoint {
+                cfg.endpoint = endpoint.clone();
+            }
+            cfg
+        });
+        mantis_backup::DestinationConfigs {
+            s3: self.config(),
+            gcs: Some(mantis_backup::GcsConfig::new(
+                &self.gcs_endpoint,
+                self.gcs_token.clone(),
+            )),
+            azure,
+        }
+    }
 }
 
 impl S3Args {
@@ -52,7 +95,7 @@ pub enum Command {
     /// Restores a backup into a new (empty) data directory; refuses a backup that fails
     /// verification.
     Restore {
-        /// A path or s3://bucket/prefix.
+        /// A path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
         #[arg(long)]
         from: String,
         /// The backup id; the newest by default.
@@ -164,7 +207,7 @@ pub fn run(command: Command) -> ExitCode {
 
 fn open(dest: &str, s3: &S3Args) -> Result<Box<dyn Destination>, String> {
     let spec = DestinationSpec::parse(dest).map_err(|e| e.to_string())?;
-    mantis_backup::open_destination(&spec, s3.config()).map_err(|e| e.to_string())
+    mantis_backup::open_destination_with(&spec, &s3.configs()).map_err(|e| e.to_string())
 }
 
 fn bar() -> ProgressBar {

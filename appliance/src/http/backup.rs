@@ -469,3 +469,55 @@ pub fn register_metrics(registry: &prometheus::Registry) {
         }
     });
 }
+
+/// Issue 10 (scheduling): starts a backup job for the scheduler, through the same job table
+/// and upload thread as `POST /api/v1/backups`; the error says why no job started.
+pub async fn start_job(
+    shared: &Shared,
+    dest: Box<dyn mantis_backup::Destination>,
+    kind: &str,
+) -> Result<u64, String> {
+    let job = register_job(&dest.describe(), kind).map_err(|e| e.message)?;
+    let root = root(shared);
+    let cp = match shared
+        .engine
+        .checkpoint(&root, CheckpointKind::Full, None)
+        .await
+    {
+        Ok(cp) => cp,
+        Err(e) => {
+            finish_job(job, Err(e.to_string()), 0);
+            return Err(format!("checkpoint: {e}"));
+        }
+    };
+    update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
+    let opts = BackupOptions {
+        incremental: kind == "incremental",
+        ..BackupOptions::default()
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("backup-{job}"))
+        .spawn(move || upload(job, dest, root, cp, opts));
+    if let Err(e) = spawned {
+        finish_job(job, Err(format!("spawn upload thread: {e}")), 0);
+        return Err(format!("spawn upload thread: {e}"));
+    }
+    Ok(job)
+}
+
+/// Issue 10 (scheduling): None while `job` runs; then the backup id, or the error.
+pub fn job_outcome(job: u64) -> Option<Result<String, String>> {
+    with_jobs(|t| {
+        let Some(j) = t.jobs.get(&job) else {
+            return Some(Err(format!("backup job {job} vanished from the job table")));
+        };
+        match j.state {
+            "running" => None,
+            "succeeded" => Some(Ok(j.backup.clone().unwrap_or_default())),
+            _ => Some(Err(j
+                .error
+                .clone()
+                .unwrap_or_else(|| "unknown error".into()))),
+        }
+    })
+}

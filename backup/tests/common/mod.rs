@@ -3,6 +3,8 @@
 //! corrupted / truncated / missing objects refused.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod servers;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
