@@ -104,7 +104,12 @@ fn block_checksum_is_chosen_by_config_and_recorded_per_file() {
     };
     let write = |d: &Daemon, from: usize| {
         for i in from..from + 200 {
-            let r = d.http("PUT", &format!("/api/v1/kv/k{i:04}"), &[], format!("v{i}").as_bytes());
+            let r = d.http(
+                "PUT",
+                &format!("/api/v1/kv/k{i:04}"),
+                &[],
+                format!("v{i}").as_bytes(),
+            );
             assert_eq!(r.status, 204, "{}", r.text());
         }
     };

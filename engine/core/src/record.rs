@@ -175,13 +175,23 @@ pub fn encode_timed(committed_at_ms: u64, batch: &[Mutation]) -> Vec<u8> {
     out
 }
 
-/// Issue 10: the commit time a record carries (kind 2; `None` for kinds without one).
+/// Issue 10: the commit time a record carries: a timed batch (kind 2), and the two-phase
+/// commit's Decision (kind 4) and Commit (kind 5), which carry the same time for one
+/// transaction — so point-in-time recovery cuts a multi-shard transaction on every shard at
+/// once (its Prepares carry no time; a Prepare left without its Commit and Decision is
+/// aborted at open). `None` for kinds without a time.
 pub fn committed_at_ms(kind: u8, payload: &[u8]) -> Option<u64> {
-    if kind != RECORD_KIND_TIMED_BATCH {
-        return None;
-    }
+    use crate::twopc::record::{RECORD_KIND_TXN_COMMIT, RECORD_KIND_TXN_DECISION};
+    let at = match kind {
+        RECORD_KIND_TIMED_BATCH => 0,
+        // Decision: txn u64, commit u8, committed_at_ms u64.
+        RECORD_KIND_TXN_DECISION => 9,
+        // Commit: txn u64, committed_at_ms u64.
+        RECORD_KIND_TXN_COMMIT => 8,
+        _ => return None,
+    };
     let mut b = [0u8; 8];
-    b.copy_from_slice(payload.get(..8)?);
+    b.copy_from_slice(payload.get(at..at + 8)?);
     Some(u64::from_le_bytes(b))
 }
 
@@ -208,6 +218,41 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// Point-in-time recovery cuts by these times: a two-phase commit's Decision and Commit
+    /// carry the same one, its Prepare, Abort and End none.
+    #[test]
+    fn commit_times_of_two_phase_records() {
+        use crate::twopc::record::TxnRecord;
+        let at = 1_700_000_123_456;
+        let decision = TxnRecord::Decision {
+            txn: 7,
+            commit: true,
+            committed_at_ms: at,
+            participants: vec![0, 1],
+        };
+        let commit = TxnRecord::Commit {
+            txn: 7,
+            committed_at_ms: at,
+        };
+        for r in [&decision, &commit] {
+            assert_eq!(committed_at_ms(r.kind(), &r.encode()), Some(at), "{r:?}");
+        }
+        let prepare = TxnRecord::Prepare {
+            txn: 7,
+            coordinator: 0,
+            writes: Vec::new(),
+        };
+        for r in [
+            &prepare,
+            &TxnRecord::Abort { txn: 7 },
+            &TxnRecord::End { txn: 7 },
+        ] {
+            assert_eq!(committed_at_ms(r.kind(), &r.encode()), None, "{r:?}");
+        }
+        assert_eq!(committed_at_ms(commit.kind(), &[1, 2, 3]), None);
+        assert_eq!(committed_at_ms(RECORD_KIND_BATCH, &encode(&[])), None);
+    }
 
     fn mutation() -> impl Strategy<Value = Mutation> {
         prop_oneof![

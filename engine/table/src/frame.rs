@@ -253,7 +253,10 @@ mod tests {
         let n = bytes.len();
         assert_eq!(n, raw.len() + 9);
         assert_eq!(bytes[raw.len()], CODEC_ID_NONE);
-        assert_eq!(&bytes[raw.len() + 1..n - 4], &(raw.len() as u32).to_le_bytes());
+        assert_eq!(
+            &bytes[raw.len() + 1..n - 4],
+            &(raw.len() as u32).to_le_bytes()
+        );
         let crc = crc32fast::hash(&bytes[..n - 4]);
         assert_eq!(&bytes[n - 4..], &crc.to_le_bytes());
         assert_eq!(framed.crc, crc);

@@ -35,9 +35,9 @@ pub use filter::key_hash64;
 pub use footer::FOOTER_BYTES;
 pub use index::{BlockHandle, IndexEntry};
 pub use iter::SegmentIter;
+pub use mantis_integrity::Algorithm as ChecksumAlgorithm;
 pub use props::{CodecStats, SegmentProperties};
 pub use reader::{Segment, VerifyReport};
-pub use mantis_integrity::Algorithm as ChecksumAlgorithm;
 pub use writer::{
     KeyspaceCodec, SegmentMeta, SegmentWriter, WriterOptions, BLOCK_SIZE_TARGET_DEFAULT_BYTES,
     BLOCK_SIZE_TARGET_MAX_BYTES, KEYSPACE_CODECS_MAX, WRITE_BUFFER_DEFAULT_BYTES,

@@ -59,9 +59,17 @@ fn every_algorithm_round_trips_and_catches_a_flipped_bit() {
         block_on(async {
             let seg = open(&sim).await.unwrap();
             assert_eq!(seg.meta().checksum, algorithm);
-            assert!(seg.blocks().len() > 10, "{algorithm}: {}", seg.blocks().len());
+            assert!(
+                seg.blocks().len() > 10,
+                "{algorithm}: {}",
+                seg.blocks().len()
+            );
             for e in &entries {
-                assert_eq!(seg.get(&e.key).await.unwrap().as_ref(), Some(e), "{algorithm}");
+                assert_eq!(
+                    seg.get(&e.key).await.unwrap().as_ref(),
+                    Some(e),
+                    "{algorithm}"
+                );
             }
             seg.verify().await.unwrap();
             // Damage one data block's payload: its reads fail, naming file and offset.
