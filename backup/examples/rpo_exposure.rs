@@ -16,21 +16,23 @@ use mantis_backup::archive::{Archiver, ArchiverConfig, RpoLevel, ShardLink};
 use mantis_backup::LocalDir;
 use mantis_engine::{Engine, EngineConfig};
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let level = RpoLevel::parse(args.get(1).map_or("minimal", |s| s)).unwrap();
-    let seconds: u64 = args.get(2).map_or(10, |s| s.parse().unwrap());
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let level = RpoLevel::parse(args.get(1).map_or("minimal", |s| s))
+        .ok_or("level: zero, minimal, low, medium or high")?;
+    let seconds: u64 = match args.get(2) {
+        Some(s) => s.parse()?,
+        None => 10,
+    };
+    let tmp = tempfile::tempdir_in("/var/tmp")?;
     let engine = Engine::open(EngineConfig {
         data_dir: tmp.path().join("data"),
         shards: 2,
         pin_cpus: false,
         ..EngineConfig::default()
-    })
-    .unwrap();
+    })?;
     let h = engine.handle();
-    let links = futures::executor::block_on(h.attach_archive_gates(&[0, 0]))
-        .unwrap()
+    let links = futures::executor::block_on(h.attach_archive_gates(&[0, 0]))?
         .into_iter()
         .map(|(gate, wal_dir)| ShardLink { gate, wal_dir })
         .collect();
@@ -38,13 +40,12 @@ fn main() {
         ArchiverConfig::new(level),
         Box::new(LocalDir::new(tmp.path().join("archive"))),
         links,
-    )
-    .unwrap();
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let writer = {
         let (h, stop, written) = (h.clone(), stop.clone(), written.clone());
-        std::thread::spawn(move || {
+        std::thread::spawn(move || -> Result<(), String> {
             let value = vec![b'v'; 1024];
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -53,10 +54,11 @@ fn main() {
                     value.clone(),
                     None,
                 ))
-                .unwrap();
+                .map_err(|e| format!("write {i}: {e}"))?;
                 written.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
+            Ok(())
         })
     };
     let started = Instant::now();
@@ -69,7 +71,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.join().map_err(|_| "writer thread panicked")??;
     let s = archiver.status();
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
@@ -90,5 +92,6 @@ fn main() {
         s.compliance.breaches_total,
     );
     archiver.stop();
-    engine.shutdown().unwrap();
+    engine.shutdown()?;
+    Ok(())
 }

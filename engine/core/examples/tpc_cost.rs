@@ -7,16 +7,18 @@ use std::time::Instant;
 
 use mantis_engine::{BatchOp, Engine, EngineConfig};
 
-fn main() {
-    let batches: usize = std::env::args().nth(1).map_or(300, |s| s.parse().unwrap());
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let batches: usize = match std::env::args().nth(1) {
+        Some(s) => s.parse()?,
+        None => 300,
+    };
+    let dir = tempfile::tempdir_in("/var/tmp")?;
     let engine = Engine::open(EngineConfig {
         data_dir: dir.path().to_path_buf(),
         shards: 2,
         pin_cpus: false,
         ..EngineConfig::default()
-    })
-    .unwrap();
+    })?;
     let h = engine.handle();
     // Two keys on one shard, and two keys on different shards.
     let key = |i: usize| format!("key/{i}").into_bytes();
@@ -25,8 +27,14 @@ fn main() {
         .filter(|k| h.shard_for(k) == 0)
         .take(2)
         .collect();
-    let a = (0..).map(key).find(|k| h.shard_for(k) == 0).unwrap();
-    let b = (0..).map(key).find(|k| h.shard_for(k) == 1).unwrap();
+    let a = (0..)
+        .map(key)
+        .find(|k| h.shard_for(k) == 0)
+        .ok_or("no key on shard 0")?;
+    let b = (0..)
+        .map(key)
+        .find(|k| h.shard_for(k) == 1)
+        .ok_or("no key on shard 1")?;
     let cross = vec![a, b];
     let batch = |keys: &[Vec<u8>], i: usize| -> Vec<BatchOp> {
         keys.iter()
@@ -40,10 +48,10 @@ fn main() {
     let (mut one_us, mut two_us) = (Vec::new(), Vec::new());
     for i in 0..batches {
         let t = Instant::now();
-        futures::executor::block_on(h.write_batch(batch(&same, i))).unwrap();
+        futures::executor::block_on(h.write_batch(batch(&same, i)))?;
         one_us.push(t.elapsed().as_micros() as u64);
         let t = Instant::now();
-        futures::executor::block_on(h.write_batch(batch(&cross, i))).unwrap();
+        futures::executor::block_on(h.write_batch(batch(&cross, i)))?;
         two_us.push(t.elapsed().as_micros() as u64);
     }
     let pct = |v: &mut Vec<u64>, p: f64| {
@@ -61,5 +69,6 @@ fn main() {
             pct(v, 0.99)
         );
     }
-    engine.shutdown().unwrap();
+    engine.shutdown()?;
+    Ok(())
 }
