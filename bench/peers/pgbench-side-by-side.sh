@@ -37,82 +37,22 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-READY_DEADLINE_SECS=120
-pgbin=/usr/lib/postgresql/15/bin
-
-if ! command -v pgbench >/dev/null 2>&1 || [ ! -x "$pgbin/initdb" ]; then
-  echo "installing postgresql-15 and postgresql-client-15" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql-15 postgresql-client-15 >/dev/null
-fi
-if [ ! -x "$mantisd" ]; then
-  echo "no mantisd at $mantisd: build it with cargo build --release -p mantisd" >&2
-  exit 2
-fi
-
-taken=" "
-free_port() {
-  local p="$1"
-  while [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || [[ "$taken" == *" $p "* ]]; do
-    p=$((p + 1))
-  done
-  taken+="$p "
-  echo "$p"
-}
-MANTIS_PG_PORT="$(free_port 25433)"
-MANTIS_RESP_PORT="$(free_port 26580)"
-MANTIS_HTTP_PORT="$(free_port 28081)"
-PG_PORT="$(free_port 25499)"
-
-work="$(mktemp -d /var/tmp/mantis-pgbench.XXXXXX)"
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -f "$work/pg/postmaster.pid" ]; then
-    runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# psql against server $1 (port), as user $2, running SQL from stdin or -c.
-q() {
-  local port="$1" user="$2"; shift 2
-  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$user" -d "$user" "$@"
-}
-
-wait_sql() {
-  local port="$1" user="$2" name="$3" deadline=$((SECONDS + READY_DEADLINE_SECS))
-  until q "$port" "$user" -c 'SELECT 1' >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$name did not answer on port $port within ${READY_DEADLINE_SECS}s" >&2
-      tail -5 "$work/$name.log" >&2 || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
+. "$here/lib.sh"
+peers_need_postgres
+peers_need_mantisd
+MANTIS_PG_PORT="$(peers_free_port 25433)"
+MANTIS_RESP_PORT="$(peers_free_port 26580)"
+MANTIS_HTTP_PORT="$(peers_free_port 28081)"
+PG_PORT="$(peers_free_port 25499)"
+peers_workdir mantis-pgbench
 
 start_mantisd() {
-  mkdir -p "$work/mantisd"
-  "$mantisd" --data-dir "$work/mantisd" --pg-addr "127.0.0.1:$MANTIS_PG_PORT" \
-    --resp-addr "127.0.0.1:$MANTIS_RESP_PORT" --http-addr "127.0.0.1:$MANTIS_HTTP_PORT" \
-    >"$work/mantisd.log" 2>&1 &
-  pids+=($!)
-  wait_sql "$MANTIS_PG_PORT" mantis mantisd
+  peers_start_mantisd "$MANTIS_PG_PORT" "$MANTIS_RESP_PORT" "$MANTIS_HTTP_PORT"
+  peers_wait_sql "$MANTIS_PG_PORT" mantis mantisd
 }
 
 start_postgres() {
-  # PostgreSQL refuses to run as root: its data, log and socket directory belong to `postgres`.
-  mkdir -p "$work/pg" "$work/pgrun"
-  chown postgres "$work/pg" "$work/pgrun"
-  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >"$work/initdb.log" 2>&1
-  runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pgrun/postgres15.log" -w start \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $work/pgrun" >/dev/null
-  wait_sql "$PG_PORT" postgres postgres15
+  peers_start_postgres "$PG_PORT"
 }
 
 # Creates and fills the table in chunks (one statement per chunk keeps memory bounded).
@@ -176,8 +116,11 @@ table="$(
   echo "|---|---:|---:|---:|---:|---:|"
   for script in point update groupby; do
     # Interleaved so that drift of the noisy disk hits both alike.
-    read -r m_tps m_lat <<<"$(run "$MANTIS_PG_PORT" mantis "$script")"
-    read -r p_tps p_lat <<<"$(run "$PG_PORT" postgres "$script")"
+    # A failed run stops the script (a command substitution alone would not).
+    res="$(run "$MANTIS_PG_PORT" mantis "$script")" || exit 1
+    read -r m_tps m_lat <<<"$res"
+    res="$(run "$PG_PORT" postgres "$script")" || exit 1
+    read -r p_tps p_lat <<<"$res"
     ratio="$(awk -v a="$m_tps" -v b="$p_tps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
     echo "| $script | $m_tps | $m_lat | $p_tps | $p_lat | $ratio |"
   done

@@ -30,43 +30,14 @@ while [ $# -gt 0 ]; do
 done
 
 READY_DEADLINE_SECS=60
-
-# The first port from $1 up that nobody listens on and we have not handed out yet (other
-# engineers' tests start servers on loopback too: a fixed port could answer PING for us).
-taken=" "
-free_port() {
-  local p="$1"
-  while [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || [[ "$taken" == *" $p "* ]]; do
-    p=$((p + 1))
-  done
-  taken+="$p "
-  echo "$p"
-}
-REDIS_ALWAYS_PORT="${REDIS_ALWAYS_PORT:-$(free_port 26379)}"
-REDIS_NOPERSIST_PORT="${REDIS_NOPERSIST_PORT:-$(free_port 26479)}"
-MANTIS_PORT="${MANTIS_PORT:-$(free_port 26579)}"
-MANTIS_PG_PORT="${MANTIS_PG_PORT:-$(free_port 25433)}"
-MANTIS_HTTP_PORT="${MANTIS_HTTP_PORT:-$(free_port 28080)}"
-
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
-  echo "installing redis-server and redis-tools" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
-fi
-
-work="$(mktemp -d /var/tmp/mantis-peers.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. "$here/lib.sh"
+REDIS_ALWAYS_PORT="${REDIS_ALWAYS_PORT:-$(peers_free_port 26379)}"
+REDIS_NOPERSIST_PORT="${REDIS_NOPERSIST_PORT:-$(peers_free_port 26479)}"
+MANTIS_PORT="${MANTIS_PORT:-$(peers_free_port 26579)}"
+MANTIS_PG_PORT="${MANTIS_PG_PORT:-$(peers_free_port 25433)}"
+MANTIS_HTTP_PORT="${MANTIS_HTTP_PORT:-$(peers_free_port 28080)}"
+peers_need_redis
+peers_workdir mantis-peers
 
 # Waits until PING on $1 answers PONG from our process $3, or fails after READY_DEADLINE_SECS.
 wait_ready() {
@@ -95,12 +66,8 @@ start_redis() {
 }
 
 start_mantisd() {
-  mkdir -p "$work/mantisd"
-  "$mantisd" --data-dir "$work/mantisd" \
-    --resp-addr "127.0.0.1:$MANTIS_PORT" --pg-addr "127.0.0.1:$MANTIS_PG_PORT" \
-    --http-addr "127.0.0.1:$MANTIS_HTTP_PORT" >"$work/mantisd.log" 2>&1 &
-  pids+=($!)
-  wait_ready "$MANTIS_PORT" mantisd "$!"
+  peers_start_mantisd "$MANTIS_PG_PORT" "$MANTIS_PORT" "$MANTIS_HTTP_PORT"
+  wait_ready "$MANTIS_PORT" mantisd "${pids[-1]}"
 }
 
 servers=()
