@@ -142,7 +142,7 @@ impl Shard {
                 };
                 m.next_in_range(start, std::ops::Bound::Unbounded)
                     .map(|(k, v)| Entry {
-                        key: k.clone(),
+                        key: k.to_vec(),
                         lsn: v.lsn,
                         kind: v.kind.clone(),
                     })

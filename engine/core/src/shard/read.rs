@@ -99,7 +99,7 @@ impl Source {
                 let item = t
                     .next_in_range(start, as_ref_bound(&range.end))
                     .map(|(k, v)| Entry {
-                        key: k.clone(),
+                        key: k.to_vec(),
                         lsn: v.lsn,
                         kind: v.kind.clone(),
                     });
