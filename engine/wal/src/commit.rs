@@ -51,6 +51,12 @@ async fn committer_loop(weak: Weak<Wal>, wake: Rc<Signal>, done: Rc<Latch>) {
             wake.wait().await;
             continue;
         }
+        if !wal.sync_wanted() {
+            // Only deferred records: they wait for company or for their deadline.
+            drop(wal);
+            wake.wait().await;
+            continue;
+        }
         wal.commit_batch().await;
         drop(wal);
         glommio::yield_if_needed().await;
@@ -69,6 +75,7 @@ fn admit(q: &mut Queue, pending_bytes_max: usize) {
             break;
         };
         if Rc::strong_count(&p.slot) == 1 {
+            q.urgent -= usize::from(!p.deferred);
             continue; // the appender is gone; it was never acknowledged
         }
         q.pending_bytes += cost;
@@ -90,6 +97,10 @@ impl Wal {
         }
         let batch: Vec<Pending> = q.pending.drain(..).collect();
         q.pending_bytes = 0;
+        let urgent_taken = batch.iter().filter(|p| !p.deferred).count();
+        assert!(q.urgent >= urgent_taken, "urgent records miscounted");
+        q.urgent -= urgent_taken;
+        self.deferred_due.set(false);
         admit(&mut q, max);
         batch
     }
@@ -117,6 +128,7 @@ impl Wal {
         let drained: Vec<Pending> = {
             let mut q = self.queue.borrow_mut();
             q.pending_bytes = 0;
+            q.urgent = 0;
             let mut all: Vec<Pending> = q.pending.drain(..).collect();
             all.extend(q.blocked.drain(..));
             all

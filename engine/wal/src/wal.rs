@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mantis_storage::{File, OpenMode, Storage, BLOCK_SIZE};
 
@@ -27,6 +28,9 @@ pub(crate) struct Pending {
     /// Called with the record's LSN after the sync that covers it, before any waiter wakes,
     /// in LSN order across the whole log (see [`Wal::append_with`]).
     pub on_durable: Option<DurableHook>,
+    /// Rides along with the next sync instead of asking for one (see
+    /// [`Wal::append_deferred_with`]).
+    pub deferred: bool,
 }
 
 /// A hook run once a record is durable: how the engine applies records in LSN order.
@@ -46,6 +50,9 @@ pub(crate) struct Queue {
     pub pending: VecDeque<Pending>,
     pub pending_bytes: usize,
     pub blocked: VecDeque<Pending>,
+    /// Records in `pending` and `blocked` that are not deferred: the committer syncs as soon
+    /// as there is one.
+    pub urgent: usize,
 }
 
 /// The segment being appended to.
@@ -82,6 +89,8 @@ pub struct Wal {
     pub(crate) preparer_done: Rc<Latch>,
     /// Issue 10: when archiving, segments holding unarchived records are not recycled.
     pub(crate) archive_gate: RefCell<Option<Arc<crate::ArchiveGate>>>,
+    /// A deferred record waited its longest: the committer syncs even if nothing is urgent.
+    pub(crate) deferred_due: Cell<bool>,
 }
 
 impl Wal {
@@ -163,6 +172,7 @@ impl Wal {
             committer_done: Rc::new(Latch::default()),
             preparer_done: Rc::new(Latch::default()),
             archive_gate: RefCell::new(None),
+            deferred_due: Cell::new(false),
         });
         crate::commit::spawn_committer(&wal);
         crate::prepare::spawn_preparer(&wal);
@@ -193,12 +203,51 @@ impl Wal {
         self.append_inner(kind, payload, Some(on_durable)).await
     }
 
+    /// Like [`Wal::append_with`], but the record does not ask for a sync of its own: it goes
+    /// out with the next batch some other append asks for, or after `delay_max` at the latest.
+    /// WHY: records nobody waits on (two-phase commit's participant Commit and End records,
+    /// whose writes are readable already) would otherwise take the one write+sync in flight
+    /// just before the next transaction's Prepare, which then waits for a whole extra sync.
+    pub async fn append_deferred_with(
+        &self,
+        kind: u8,
+        payload: Vec<u8>,
+        on_durable: DurableHook,
+        delay_max: Duration,
+    ) -> Result<u64, WalError> {
+        let slot = self.enqueue_checked(kind, payload, Some(on_durable), true)?;
+        let early = futures_lite::future::or(async { Some(slot.wait().await) }, async {
+            glommio::timer::sleep(delay_max).await;
+            None
+        })
+        .await;
+        if let Some(r) = early {
+            return r;
+        }
+        self.deferred_due.set(true);
+        self.commit_wake.notify();
+        slot.wait().await
+    }
+
     async fn append_inner(
         &self,
         kind: u8,
         payload: Vec<u8>,
         on_durable: Option<DurableHook>,
     ) -> Result<u64, WalError> {
+        let slot = self.enqueue_checked(kind, payload, on_durable, false)?;
+        self.commit_wake.notify();
+        slot.wait().await
+    }
+
+    /// Queues one record for the committer, or refuses it (poisoned, closing, too large).
+    fn enqueue_checked(
+        &self,
+        kind: u8,
+        payload: Vec<u8>,
+        on_durable: Option<DurableHook>,
+        deferred: bool,
+    ) -> Result<Rc<Slot>, WalError> {
         if let Err(e) = self.check_accepting() {
             self.stats.borrow_mut().appends_failed += 1;
             return Err(e);
@@ -217,9 +266,14 @@ impl Wal {
             payload,
             slot: slot.clone(),
             on_durable,
+            deferred,
         });
-        self.commit_wake.notify();
-        slot.wait().await
+        Ok(slot)
+    }
+
+    /// Whether the committer should write and sync what is queued now.
+    pub(crate) fn sync_wanted(&self) -> bool {
+        self.queue.borrow().urgent > 0 || self.deferred_due.get() || self.closing.get()
     }
 
     fn check_accepting(&self) -> Result<(), WalError> {
@@ -238,6 +292,7 @@ impl Wal {
     fn enqueue(&self, p: Pending) {
         let mut q = self.queue.borrow_mut();
         let cost = p.cost_bytes();
+        q.urgent += usize::from(!p.deferred);
         // Arrival order is kept: nobody overtakes a blocked appender.
         let fits = q.pending.is_empty() || q.pending_bytes + cost <= self.cfg.pending_bytes_max;
         if q.blocked.is_empty() && fits {

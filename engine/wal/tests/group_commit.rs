@@ -205,3 +205,43 @@ fn durable_hooks_run_in_lsn_order_before_appenders_wake() {
         assert_eq!(*applied.borrow(), (1..=160).collect::<Vec<_>>());
     });
 }
+
+/// Issue 9: a deferred record asks for no sync of its own. Alone, it is written and synced
+/// once its delay has passed; queued with an ordinary append, both share that append's sync,
+/// in arrival order.
+#[test]
+fn deferred_records_ride_with_the_next_sync() {
+    let sim = SimStorage::new(15);
+    run(|| async move {
+        let (wal, _, _) = open_collect(sim.handle(), &wal_path(), small_cfg(), 0)
+            .await
+            .unwrap();
+        let hook = || -> mantis_wal::DurableHook { Box::new(|_| {}) };
+        let long = std::time::Duration::from_secs(30);
+        // With company: the ordinary append's sync covers the deferred one before its delay.
+        let syncs_before = wal.stats().syncs;
+        let started = std::time::Instant::now();
+        let mut deferred = Box::pin(wal.append_deferred_with(1, payload(4, 1, 100), hook(), long));
+        assert!(futures_lite::future::poll_once(deferred.as_mut())
+            .await
+            .is_none());
+        let urgent_lsn = wal.append(1, payload(4, 2, 100)).await.unwrap();
+        let deferred_lsn = deferred.await.unwrap();
+        assert_eq!((deferred_lsn, urgent_lsn), (1, 2), "arrival order kept");
+        assert_eq!(wal.stats().syncs - syncs_before, 1, "one shared sync");
+        assert!(
+            started.elapsed() < long / 2,
+            "the deferred record waited its delay"
+        );
+        // Alone: it goes out after its delay, not before.
+        let delay = std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        let lsn = wal
+            .append_deferred_with(1, payload(4, 3, 100), hook(), delay)
+            .await
+            .unwrap();
+        assert_eq!(lsn, 3);
+        assert!(started.elapsed() >= delay, "synced before its delay");
+        assert_eq!(wal.stats().syncs - syncs_before, 2);
+    });
+}

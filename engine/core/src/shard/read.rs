@@ -184,6 +184,10 @@ impl Merger {
 impl Shard {
     /// The newest version of `key` (tombstones included), without the TTL check.
     pub(crate) async fn lookup(&self, key: &[u8]) -> Result<Option<EntryKind>> {
+        // Issue 9: a decided 2PC write waiting for its Commit record is the newest version.
+        if let Some(kind) = self.tpc.decided.get(key) {
+            return Ok(Some(kind));
+        }
         let segments = {
             let st = self.state.borrow();
             if let Some(v) = st.active.borrow().get(key) {
@@ -225,7 +229,15 @@ impl Shard {
     /// A merged view of every source in `range`, newest first.
     pub(crate) fn merger(&self, range: &ScanRange) -> Merger {
         let st = self.state.borrow();
-        let mut sources = Vec::with_capacity(1 + st.frozen.len() + st.segments.len());
+        let mut sources = Vec::with_capacity(2 + st.frozen.len() + st.segments.len());
+        // Issue 9: decided 2PC writes not yet applied are newer than the memtables.
+        if let Some(decided) = self.tpc.decided.snapshot(range) {
+            sources.push(Source::Mem {
+                table: Rc::new(std::cell::RefCell::new(decided)),
+                last: None,
+                range: range.clone(),
+            });
+        }
         for m in std::iter::once(&st.active).chain(st.frozen.iter()) {
             sources.push(Source::Mem {
                 table: m.clone(),

@@ -85,46 +85,105 @@ pub(crate) async fn coordinate(
     if stop == Some(TpcStop::AfterDecision) {
         return Ok(());
     }
+    if stop.is_none() {
+        commit_answering_early(
+            &handle,
+            &coord,
+            txn,
+            committed_at_ms,
+            decision_lsn,
+            participants,
+        )
+        .await;
+        return Ok(());
+    }
     let commit_count = match stop {
         Some(TpcStop::AfterCommitting(n)) => n.min(participants.len()),
         _ => participants.len(),
     };
-    let commits = participants.iter().take(commit_count).map(|&shard| {
-        let h = handle.clone();
-        async move {
-            let r = h
-                .call_on(shard, move |s| async move {
-                    s.tpc_commit(txn, committed_at_ms).await
-                })
-                .await;
-            (shard, r.and_then(|r| r))
+    let commits = participants
+        .iter()
+        .take(commit_count)
+        .map(|&shard| commit_on(handle.clone(), shard, txn, committed_at_ms, None));
+    let all_committed = all_committed(txn, join_all(commits).await);
+    match stop {
+        Some(TpcStop::Never) if all_committed => coord.tpc_end(txn, decision_lsn, false).await,
+        _ => Ok(()),
+    }
+}
+
+/// The decided txn's Commit phase when nobody stops it: returns once every participant made
+/// the writes readable, and leaves the Commit records and the End to a task of its own.
+/// WHY: the caller (a SQL COMMIT) releases its row locks when `write_batch` returns; the
+/// Commit records' fdatasync need not be inside that hold (twopc/visible.rs).
+async fn commit_answering_early(
+    handle: &EngineHandle,
+    coord: &Rc<Shard>,
+    txn: u64,
+    committed_at_ms: u64,
+    decision_lsn: u64,
+    participants: Vec<usize>,
+) {
+    let mut visibles = Vec::with_capacity(participants.len());
+    let commits: Vec<_> = participants
+        .iter()
+        .map(|&shard| {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            visibles.push((shard, rx));
+            commit_on(handle.clone(), shard, txn, committed_at_ms, Some(tx))
+        })
+        .collect();
+    let end_shard = coord.clone();
+    glommio::spawn_local(async move {
+        if !all_committed(txn, join_all(commits).await) {
+            return;
         }
-    });
-    let mut all_committed = true;
-    for (shard, r) in join_all(commits).await {
+        // End needs no wait: losing it only makes recovery re-drive a finished decision.
+        if let Err(e) = end_shard.tpc_end(txn, decision_lsn, true).await {
+            tracing::warn!(txn, error = %e, "End record not written");
+        }
+    })
+    .detach();
+    for (shard, rx) in visibles {
+        if rx.await.is_err() {
+            // Committed all the same (the Decision is durable): recovery applies it there.
+            tracing::error!(
+                txn,
+                shard,
+                "participant could not make a decided commit readable"
+            );
+        }
+    }
+}
+
+/// Tells `shard` to commit `txn`; `visible` is told once its writes are readable.
+async fn commit_on(
+    handle: EngineHandle,
+    shard: usize,
+    txn: u64,
+    committed_at_ms: u64,
+    visible: Option<futures::channel::oneshot::Sender<()>>,
+) -> (usize, Result<()>) {
+    let r = handle
+        .call_on(shard, move |s| async move {
+            s.tpc_commit(txn, committed_at_ms, visible).await
+        })
+        .await;
+    (shard, r.and_then(|r| r))
+}
+
+/// Whether every participant recorded its Commit; logs the ones that did not.
+fn all_committed(txn: u64, results: Vec<(usize, Result<()>)>) -> bool {
+    let mut all = true;
+    for (shard, r) in results {
         if let Err(e) = r {
             // Committed all the same (the Decision is durable); this shard applies it when it
             // restarts, by re-drive from the Decision, which stays pinned (no End).
             tracing::error!(txn, shard, error = %e, "participant failed to record a decided commit");
-            all_committed = false;
+            all = false;
         }
     }
-    match stop {
-        Some(TpcStop::AfterCommitting(_)) | Some(TpcStop::BeforeEnd) => return Ok(()),
-        Some(TpcStop::Never) if all_committed => return coord.tpc_end(txn, decision_lsn).await,
-        _ => {}
-    }
-    if all_committed {
-        // End needs no wait: losing it only makes recovery re-drive a finished decision.
-        let end_shard = coord.clone();
-        glommio::spawn_local(async move {
-            if let Err(e) = end_shard.tpc_end(txn, decision_lsn).await {
-                tracing::warn!(txn, error = %e, "End record not written");
-            }
-        })
-        .detach();
-    }
-    Ok(())
+    all
 }
 
 async fn abort_all(handle: &EngineHandle, txn: u64, prepared: &[usize]) {

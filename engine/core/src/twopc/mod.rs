@@ -12,13 +12,16 @@
 //!   them from the coordinator's recovered log before the shards serve traffic;
 //! - `pins.rs`: keeps the WAL records a resolution still needs from being flushed past and
 //!   recycled;
-//! - `record.rs`: the record kinds 3–7 and their encoding.
+//! - `record.rs`: the record kinds 3–7 and their encoding;
+//! - `visible.rs`: decided writes readable from the moment the Decision is durable, before
+//!   the participant's Commit record is (so `write_batch` answers one sync earlier).
 
 pub(crate) mod coordinator;
 pub(crate) mod participant;
 pub(crate) mod pins;
 pub mod record;
 pub(crate) mod recovery;
+pub(crate) mod visible;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,6 +33,13 @@ pub use coordinator::TpcStop;
 /// Transactions prepared and not yet committed or aborted on one shard, at most. Prepares
 /// beyond it are refused (the transaction aborts): each holds its writes in memory.
 pub const PREPARED_TXNS_MAX: usize = 4096;
+
+/// Longest a participant's Commit record or a coordinator's End waits for another record's
+/// sync to ride with before it asks for its own (nobody waits on them: the writes are
+/// readable from the Decision on). Bounds how long a decided txn's WAL pin and key guards
+/// outlive it on an idle shard.
+pub(crate) const DEFERRED_RECORD_DELAY_MAX: std::time::Duration =
+    std::time::Duration::from_millis(2);
 
 /// Bits of a txn id below the coordinator's shard number.
 pub const TXN_SHARD_SHIFT: u32 = 56;
@@ -63,6 +73,8 @@ pub(crate) struct ShardTpc {
     /// Keys of `prepared`, with the number of prepared txns writing each: a read-modify-write
     /// of one waits (it would read around the prepared write).
     pub prepared_keys: RefCell<HashMap<Vec<u8>, usize>>,
+    /// As participant: writes of decided txns whose Commit record is not applied yet.
+    pub decided: visible::DecidedOverlay,
     pub pins: pins::Pins,
     /// As coordinator, after recovery: decisions to re-drive (taken by `Engine::open`).
     pub open_decisions: RefCell<Vec<OpenDecision>>,

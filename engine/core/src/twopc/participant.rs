@@ -91,14 +91,24 @@ impl Shard {
         }
     }
 
-    /// Commits prepared `txn`: a synced `Commit` record, then the writes become visible at its
-    /// LSN. The Prepare stays pinned until a flush covers the Commit.
-    pub(crate) async fn tpc_commit(self: &Rc<Self>, txn: u64, committed_at_ms: u64) -> Result<()> {
-        if !self.tpc.prepared.borrow().contains_key(&txn) {
-            return Err(EngineError::Invalid(format!(
-                "shard {}: commit of txn {txn:#x}, which is not prepared here",
-                self.id
-            )));
+    /// Commits prepared `txn`: its writes become readable at once (the Decision is durable),
+    /// `visible` is told so, then a synced `Commit` record; the writes reach the memtable at
+    /// its LSN. The Prepare stays pinned until a flush covers the Commit.
+    pub(crate) async fn tpc_commit(
+        self: &Rc<Self>,
+        txn: u64,
+        committed_at_ms: u64,
+        visible: Option<futures::channel::oneshot::Sender<()>>,
+    ) -> Result<()> {
+        {
+            let prepared = self.tpc.prepared.borrow();
+            let Some(p) = prepared.get(&txn) else {
+                return Err(EngineError::Invalid(format!(
+                    "shard {}: commit of txn {txn:#x}, which is not prepared here",
+                    self.id
+                )));
+            };
+            self.tpc.decided.install(txn, &p.writes);
         }
         let payload = TxnRecord::Commit {
             txn,
@@ -106,14 +116,25 @@ impl Shard {
         }
         .encode();
         let hook_shard = self.clone();
-        let res = self
-            .wal
-            .append_with(
-                super::record::RECORD_KIND_TXN_COMMIT,
+        let hook: mantis_wal::DurableHook =
+            Box::new(move |lsn| hook_shard.tpc_apply_commit(txn, lsn));
+        let kind = super::record::RECORD_KIND_TXN_COMMIT;
+        // Nobody waits on the record once its writes are readable: it rides with the next sync.
+        let append = match visible {
+            Some(_) => futures::future::Either::Left(self.wal.append_deferred_with(
+                kind,
                 payload,
-                Box::new(move |lsn| hook_shard.tpc_apply_commit(txn, lsn)),
-            )
-            .await;
+                hook,
+                super::DEFERRED_RECORD_DELAY_MAX,
+            )),
+            None => futures::future::Either::Right(self.wal.append_with(kind, payload, hook)),
+        };
+        // WHY no await between telling and the append's first poll (which enqueues the
+        // record): a write that read these values must be logged after this Commit.
+        if let Some(tx) = visible {
+            let _ = tx.send(());
+        }
+        let res = append.await;
         res.map(|_| ()).map_err(|e| self.wal_error(e))
     }
 
@@ -129,6 +150,7 @@ impl Shard {
             p.prepare_lsn
         );
         self.tpc.release_keys(&p.writes);
+        self.tpc.decided.remove(txn, &p.writes);
         self.tpc.pins.until_flushed(p.prepare_lsn, lsn);
         self.apply(lsn, p.writes);
         self.tpc.commits.set(self.tpc.commits.get() + 1);
@@ -191,21 +213,29 @@ impl Shard {
 
     /// As coordinator: appends End (every participant committed) and unpins the Decision at
     /// `decision_lsn` (0: none pinned, as after recovery) once End is durable.
-    pub(crate) async fn tpc_end(self: &Rc<Self>, txn: u64, decision_lsn: u64) -> Result<()> {
+    /// `deferred`: the record rides with the next sync (nobody waits on it).
+    pub(crate) async fn tpc_end(
+        self: &Rc<Self>,
+        txn: u64,
+        decision_lsn: u64,
+        deferred: bool,
+    ) -> Result<()> {
         let payload = TxnRecord::End { txn }.encode();
         let hook_shard = self.clone();
-        self.wal
-            .append_with(
-                super::record::RECORD_KIND_TXN_END,
-                payload,
-                Box::new(move |_lsn| {
-                    if decision_lsn > 0 {
-                        hook_shard.tpc.pins.release(decision_lsn);
-                    }
-                }),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| self.wal_error(e))
+        let hook: mantis_wal::DurableHook = Box::new(move |_lsn| {
+            if decision_lsn > 0 {
+                hook_shard.tpc.pins.release(decision_lsn);
+            }
+        });
+        let kind = super::record::RECORD_KIND_TXN_END;
+        let res = if deferred {
+            let delay = super::DEFERRED_RECORD_DELAY_MAX;
+            self.wal
+                .append_deferred_with(kind, payload, hook, delay)
+                .await
+        } else {
+            self.wal.append_with(kind, payload, hook).await
+        };
+        res.map(|_| ()).map_err(|e| self.wal_error(e))
     }
 }

@@ -157,10 +157,9 @@ pub(crate) async fn resolve_in_doubt(handle: &EngineHandle) -> Result<ResolveRep
         match decided {
             Some(at_ms) => {
                 handle
-                    .call_on(
-                        shard,
-                        move |s| async move { s.tpc_commit(txn, at_ms).await },
-                    )
+                    .call_on(shard, move |s| async move {
+                        s.tpc_commit(txn, at_ms, None).await
+                    })
                     .await??;
                 report.committed += 1;
             }
@@ -177,7 +176,9 @@ pub(crate) async fn resolve_in_doubt(handle: &EngineHandle) -> Result<ResolveRep
     open.sort_unstable();
     for (coordinator, txn) in open {
         handle
-            .call_on(coordinator, move |s| async move { s.tpc_end(txn, 0).await })
+            .call_on(coordinator, move |s| async move {
+                s.tpc_end(txn, 0, false).await
+            })
             .await??;
         report.decisions_closed += 1;
     }
