@@ -334,7 +334,8 @@ fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers(
         "{s}"
     );
 
-    // Every acknowledged write ends up in the bucket: each shard's pieces reach its durable LSN.
+    // Every acknowledged write ends up in the bucket: each shard's pieces reach its durable LSN
+    // (the daemon's archived LSN equals it, and the bucket's listing equals that).
     let acked = writer.stop();
     assert!(acked > 100, "{acked}");
     eventually(WAIT, "the archive caught up with the WAL", || {
@@ -358,9 +359,11 @@ fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers(
         );
         records += in_bucket;
     }
+    // LSNs count WAL records, and one record may carry several commits (group commit): the
+    // equality with the durable LSN above is the check; this one only rules out an empty archive.
     assert!(
-        records >= acked,
-        "{records} archived LSNs for {acked} acknowledged writes"
+        records > 0,
+        "nothing archived for {acked} acknowledged writes"
     );
     assert!(d.stop().success(), "{}", d.log());
 }

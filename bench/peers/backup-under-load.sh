@@ -13,7 +13,8 @@
 #    into a fresh directory and its throughput.
 # Binaries: $MANTISD, $MANTISCTL, $MANTIS_BENCH (default: target/release/ of this tree; build
 # with `cargo build --release -p mantisd -p mantisctl -p mantis-bench`). Knobs:
-# MANTIS_BUL_RATE (requests/s of the foreground, default 2000), MANTIS_BUL_VALUE_BYTES (4096),
+# MANTIS_BUL_RATE (requests/s of the foreground, default 500: below saturation, or the open
+# loop measures its own queue), MANTIS_BUL_VALUE_BYTES (4096),
 # MANTIS_BUL_PHASE_SECS (length of an idle phase when no backup ran yet, default 20).
 set -euo pipefail
 size_mib=${1:-1024}
@@ -22,7 +23,7 @@ tgt=${CARGO_TARGET_DIR:-$root/target}
 mantisd=${MANTISD:-$tgt/release/mantisd}
 mantisctl=${MANTISCTL:-$tgt/release/mantisctl}
 bench=${MANTIS_BENCH:-$tgt/release/mantis-bench}
-rate=${MANTIS_BUL_RATE:-2000}
+rate=${MANTIS_BUL_RATE:-500}
 value_bytes=${MANTIS_BUL_VALUE_BYTES:-4096}
 phase_secs=${MANTIS_BUL_PHASE_SECS:-20}
 for b in "$mantisd" "$mantisctl" "$bench"; do
@@ -39,6 +40,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 export AWS_ACCESS_KEY_ID=mantis-bench-key AWS_SECRET_ACCESS_KEY=mantis-bench-secret
 
 free_ports() { # n: n distinct free loopback ports
@@ -67,13 +69,15 @@ weed mini -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
 weed_pid=$!
 s3="http://127.0.0.1:${p[6]}"
 wait_port "${p[6]}" 120 "SeaweedFS S3"
+# SeaweedFS names a master with a non-default gRPC port as host:port.grpcport.
+master="127.0.0.1:${p[0]}.${p[1]}"
 # The bucket, through SeaweedFS's own shell (no S3 signing needed); retried until the stack is up.
 for _ in $(seq 120); do
-  echo "s3.bucket.create -name mantis-bench" | weed shell -master="127.0.0.1:${p[0]}" >"$work/bucket.log" 2>&1 || true
-  echo "s3.bucket.list" | weed shell -master="127.0.0.1:${p[0]}" 2>/dev/null | grep -q mantis-bench && break
+  echo "s3.bucket.create -name mantis-bench" | timeout 20 weed shell -master="$master" >"$work/bucket.log" 2>&1 || true
+  echo "s3.bucket.list" | timeout 20 weed shell -master="$master" 2>/dev/null | grep -q mantis-bench && break
   sleep 0.5
 done
-echo "s3.bucket.list" | weed shell -master="127.0.0.1:${p[0]}" 2>/dev/null | grep -q mantis-bench \
+echo "s3.bucket.list" | timeout 20 weed shell -master="$master" 2>/dev/null | grep -q mantis-bench \
   || { echo "bucket not created: $(cat "$work/bucket.log")" >&2; exit 1; }
 
 resp=${p[10]} http=${p[11]} pg=${p[12]}
