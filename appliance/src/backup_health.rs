@@ -92,3 +92,37 @@ pub fn reports() -> Vec<DestinationReport> {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn schedule(name: &str) -> DestinationReport {
+        reports()
+            .into_iter()
+            .find(|r| r.role == format!("backup_schedule:{name}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_schedule_destination_fails_with_its_run_and_recovers_with_the_next() {
+        schedule_started("nightly", "s3://b/p");
+        // A run in progress, however long, is not a failure.
+        assert!(!schedule("nightly").health.is_failing());
+        schedule_finished("nightly", "s3://b/p", &Err("connection refused".into()));
+        let failed = schedule("nightly");
+        assert!(failed.health.is_failing() && !failed.health.reachable);
+        assert_eq!(failed.destination, "s3://b/p");
+        assert_eq!(
+            failed.health.last_error.as_deref(),
+            Some("connection refused")
+        );
+        schedule_started("nightly", "s3://b/p");
+        schedule_finished("nightly", "s3://b/p", &Ok("bk-1".into()));
+        let ok = schedule("nightly");
+        assert!(!ok.health.is_failing() && ok.health.reachable);
+        assert!(ok.health.last_ok_at_ms.is_some());
+        assert_eq!(ok.health.failures_total, 1);
+    }
+}
