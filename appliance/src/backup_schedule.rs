@@ -62,8 +62,15 @@ async fn run(shared: Arc<Shared>, schedules: Vec<Schedule>) {
             continue;
         };
         let schedule = &schedules[i];
+        // Issue 8: the destination's health follows each run.
+        crate::backup_health::schedule_started(&schedule.config.name, &schedule.config.destination);
         let outcome = run_once(&shared, schedule).await;
         let outcome = after_run(schedule.clone(), outcome).await;
+        crate::backup_health::schedule_finished(
+            &schedule.config.name,
+            &schedule.config.destination,
+            &outcome,
+        );
         let before = failures[i];
         failures[i] = if outcome.is_ok() { 0 } else { before + 1 };
         notify(&shared, schedule, &outcome, before);

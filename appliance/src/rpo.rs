@@ -34,6 +34,15 @@ pub struct RpoConfig {
     pub piece_bytes_max: usize,
     /// Overrides the level's tick (measurements).
     pub tick_ms: Option<u64>,
+    /// Issue 8: how long one S3 request of the archiver may take. Short, unlike a backup's:
+    /// the archiver retries at its next tick anyway, and a hung request holds every shard's
+    /// archiving up.
+    pub s3_request_timeout_secs: u64,
+    /// Retries inside one S3 request of the archiver (the next tick retries again).
+    pub s3_retries_max: u32,
+    /// With nothing to upload for this long, the archiver probes the destination, so
+    /// `/health` notices one that went away while the daemon was idle.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for RpoConfig {
@@ -47,6 +56,9 @@ impl Default for RpoConfig {
             archive_backlog_bytes_max: mantis_backup::archive::archiver::BACKLOG_BYTES_MAX_DEFAULT,
             piece_bytes_max: mantis_backup::archive::archiver::PIECE_BYTES_MAX_DEFAULT,
             tick_ms: None,
+            s3_request_timeout_secs: 10,
+            s3_retries_max: 1,
+            probe_interval_ms: mantis_backup::archive::archiver::PROBE_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -209,6 +221,8 @@ pub fn start(cfg: &RpoConfig, engine: &EngineHandle, registry: &Registry) -> Res
             if let Some(region) = &cfg.s3_region {
                 c.region = region.clone();
             }
+            c.request_timeout_secs = cfg.s3_request_timeout_secs.max(1);
+            c.retries_max = cfg.s3_retries_max;
             Some(c)
         }
         _ => None,
@@ -233,6 +247,7 @@ pub fn start(cfg: &RpoConfig, engine: &EngineHandle, registry: &Registry) -> Res
     acfg.backlog_bytes_max = cfg.archive_backlog_bytes_max;
     acfg.piece_bytes_max = cfg.piece_bytes_max;
     acfg.tick_ms = cfg.tick_ms;
+    acfg.probe_interval_ms = cfg.probe_interval_ms.max(1);
     let gauges = Gauges::register(registry)?;
     let archiver = Archiver::start(acfg, dest, links)?;
     tracing::info!(?level, destination = %spec_text, ?archived, "WAL archiving started");

@@ -9,12 +9,20 @@
 //! Then two safety rules: the newest backup is always kept, and every backup a kept one
 //! depends on (its parent chain and every backup it inherits files from) is kept too, so an
 //! incremental backup is never left without its base. With no rule set, everything is kept.
+//!
+//! Archived WAL pieces (`wal/shard-<n>/…`, issue 10) go with the backups: point-in-time
+//! recovery from a base backup replays only records past that backup's `flushed_lsn`, so a
+//! piece whose last LSN is at or below the lowest `flushed_lsn` of every kept backup (per
+//! shard) serves no restore any more and is deleted ([`prunable_pieces`]). A piece that
+//! reaches past that LSN, however little, is kept whole; with no backup kept, or a shard some
+//! kept backup does not cover, nothing of that shard is deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::piece::{list_pieces, PieceName};
 use crate::dest::Destination;
 use crate::error::{BackupError, Result};
 use crate::manifest::{list_backups, manifest_object, BackupManifest};
@@ -67,6 +75,8 @@ impl BackupPoint {
 pub struct RetentionPlan {
     pub keep: Vec<String>,
     pub delete: Vec<String>,
+    /// Archived WAL pieces deleted ([`apply`] only; [`plan`] leaves it empty).
+    pub wal_pieces_deleted: Vec<String>,
 }
 
 /// The calendar buckets a backup falls in: (day, ISO week, month, year), comparable.
@@ -93,7 +103,7 @@ pub fn plan(backups: &[BackupPoint], rules: &RetentionRules) -> RetentionPlan {
     if rules.is_empty() {
         return RetentionPlan {
             keep: newest_first.iter().map(|b| b.id.clone()).collect(),
-            delete: Vec::new(),
+            ..RetentionPlan::default()
         };
     }
     let mut keep: BTreeSet<&str> = BTreeSet::new();
@@ -139,7 +149,61 @@ pub fn plan(backups: &[BackupPoint], rules: &RetentionRules) -> RetentionPlan {
     RetentionPlan {
         keep: kept.into_iter().map(|b| b.id.clone()).collect(),
         delete: deleted.into_iter().map(|b| b.id.clone()).collect(),
+        wal_pieces_deleted: Vec::new(),
     }
+}
+
+/// The lowest `flushed_lsn` of `shard` among the `kept` backups: point-in-time recovery from
+/// any of them replays only records above it. None when nothing is kept or some kept backup
+/// does not cover the shard (then no piece of it is known to be useless).
+pub fn pitr_floor_lsn(kept: &[BackupManifest], shard: usize) -> Option<u64> {
+    let mut floor: Option<u64> = None;
+    for m in kept {
+        let lsn = m.shards.iter().find(|s| s.shard == shard)?.flushed_lsn;
+        floor = Some(floor.map_or(lsn, |f| f.min(lsn)));
+    }
+    floor
+}
+
+/// The pieces (of one shard) that no restore from a kept backup reads: wholly at or below
+/// `floor_lsn` (see [`pitr_floor_lsn`]). None keeps every piece.
+pub fn prunable_pieces(pieces: &[PieceName], floor_lsn: Option<u64>) -> Vec<PieceName> {
+    let Some(floor) = floor_lsn else {
+        return Vec::new();
+    };
+    pieces
+        .iter()
+        .filter(|p| p.last_lsn <= floor)
+        .cloned()
+        .collect()
+}
+
+/// Deletes the archived WAL pieces no kept backup's recovery can use; returns their names.
+fn prune_pieces(dest: &dyn Destination, kept: &[BackupManifest]) -> Result<Vec<String>> {
+    let shards = kept.iter().map(|m| m.shard_count).max().unwrap_or(0);
+    let mut deleted = Vec::new();
+    for shard in 0..shards {
+        let floor = pitr_floor_lsn(kept, shard);
+        for p in prunable_pieces(&list_pieces(dest, shard)?, floor) {
+            // The invariant the whole pass rests on: nothing a kept base replays goes.
+            assert!(
+                floor.is_some_and(|f| p.last_lsn <= f),
+                "piece {} is needed by a kept backup",
+                p.object
+            );
+            dest.delete(&p.object)
+                .map_err(|e| BackupError::Destination {
+                    destination: dest.describe(),
+                    object: p.object.clone(),
+                    reason: format!("retention of archived WAL (shard {shard}): {e}"),
+                })?;
+            deleted.push(p.object);
+        }
+        if let Some(floor_lsn) = floor {
+            tracing::info!(shard, floor_lsn, destination = %dest.describe(), "archived WAL below the oldest kept backup deleted");
+        }
+    }
+    Ok(deleted)
 }
 
 /// Applies `rules` to the backups in `dest`: each deleted backup loses its manifest first (so
@@ -165,5 +229,11 @@ pub fn apply(dest: &dyn Destination, rules: &RetentionRules) -> Result<Retention
         }
         tracing::info!(backup = %id, destination = %dest.describe(), "backup deleted by retention");
     }
+    let kept_manifests: Vec<BackupManifest> = manifests
+        .into_iter()
+        .filter(|m| kept.contains_key(m.id.as_str()))
+        .collect();
+    let mut verdict = verdict;
+    verdict.wal_pieces_deleted = prune_pieces(dest, &kept_manifests)?;
     Ok(verdict)
 }

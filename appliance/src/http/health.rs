@@ -178,6 +178,9 @@ pub async fn health(shared: &Shared) -> HttpResponse {
     }
     add("disk_space", disk_space(shared));
     add("audit", audit_trail(shared));
+    // Issue 8 / 10: backup destinations and RPO compliance.
+    add("backup_destinations", backup_destinations());
+    add("rpo", rpo_compliance());
     let (status, word) = match worst {
         Level::Pass => (StatusCode::OK, "healthy"),
         Level::Warn => (StatusCode::OK, "degraded"),
@@ -235,6 +238,66 @@ fn audit_trail(shared: &Shared) -> (Level, serde_json::Value) {
             "audit trail refused (see the log; mantisctl audit verify)".into(),
         ),
         None => check(Level::Pass, false, "monitor not started yet".into()),
+    }
+}
+
+/// Non-critical: a backup destination (the WAL archive's, a schedule's) that fails uploads
+/// or probes, or holds an upload unanswered past the RPO target, degrades health; the data is
+/// still served and durable locally. Each destination is listed with its state.
+fn backup_destinations() -> (Level, serde_json::Value) {
+    let reports = crate::backup_health::reports();
+    let failing: Vec<String> = reports
+        .iter()
+        .filter(|r| r.health.is_failing())
+        .map(|r| {
+            format!(
+                "{} ({}): {}",
+                r.role,
+                r.destination,
+                r.health.last_error.as_deref().unwrap_or("failing")
+            )
+        })
+        .collect();
+    let (level, detail) = if reports.is_empty() {
+        (Level::Pass, "no backup destination configured".to_string())
+    } else if failing.is_empty() {
+        (
+            Level::Pass,
+            format!("{} destination(s) reachable", reports.len()),
+        )
+    } else {
+        (Level::Warn, format!("failing: {}", failing.join("; ")))
+    };
+    let (level, mut body) = check(level, false, detail);
+    if let Some(o) = body.as_object_mut() {
+        o.insert(
+            "destinations".into(),
+            serde_json::to_value(&reports).unwrap_or_default(),
+        );
+    }
+    (level, body)
+}
+
+/// Non-critical: the RPO level breached (committed writes older than the target not archived).
+fn rpo_compliance() -> (Level, serde_json::Value) {
+    match crate::rpo::status() {
+        None => check(Level::Pass, false, "WAL archiving off".into()),
+        Some(s) if s.state == "breached" => check(
+            Level::Warn,
+            false,
+            format!(
+                "breached: exposure {} ms, target {} ms (GET /api/v1/rpo)",
+                s.exposure_max_ms, s.target_ms
+            ),
+        ),
+        Some(s) => check(
+            Level::Pass,
+            false,
+            format!(
+                "compliant: exposure {} ms, target {} ms",
+                s.exposure_max_ms, s.target_ms
+            ),
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 use mantis_wal::ArchiveGate;
 use serde::Serialize;
 
+use super::dest_health::DestinationHealth;
 use super::piece::{encode_piece, piece_object};
 use super::reader::{held_bytes, read_pending, Cursor, Pending};
 use super::rpo::{Compliance, RpoLevel};
@@ -24,6 +25,11 @@ use crate::dest::Destination;
 
 pub const PIECE_BYTES_MAX_DEFAULT: usize = 16 << 20;
 pub const BACKLOG_BYTES_MAX_DEFAULT: u64 = 4 << 30;
+/// With nothing to upload for this long, the archiver probes the destination (issue 8: an
+/// idle daemon still notices a destination that went away).
+pub const PROBE_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// What the probe asks for: an object nobody writes, so "not found" means "answering".
+pub const PROBE_OBJECT: &str = "wal/probe";
 
 #[derive(Debug, Clone)]
 pub struct ArchiverConfig {
@@ -34,6 +40,8 @@ pub struct ArchiverConfig {
     pub backlog_bytes_max: u64,
     /// Overrides the level's tick (tests, measurements).
     pub tick_ms: Option<u64>,
+    /// Probe the destination after this long without an upload attempt.
+    pub probe_interval_ms: u64,
 }
 
 impl ArchiverConfig {
@@ -43,6 +51,7 @@ impl ArchiverConfig {
             piece_bytes_max: PIECE_BYTES_MAX_DEFAULT,
             backlog_bytes_max: BACKLOG_BYTES_MAX_DEFAULT,
             tick_ms: None,
+            probe_interval_ms: PROBE_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -58,6 +67,10 @@ pub struct ShardLink {
 pub struct ShardRpo {
     pub shard: usize,
     pub exposure_ms: u64,
+    /// Commit time (or first sighting) of the oldest record not archived yet: the exposure
+    /// is measured from here whenever the status is read, so it keeps growing while an
+    /// upload hangs.
+    pub oldest_unarchived_at_ms: Option<u64>,
     pub compliant: bool,
     pub durable_lsn: u64,
     pub archived_lsn: u64,
@@ -84,6 +97,29 @@ pub struct RpoStatus {
     pub backlog_over_max: bool,
     pub shards: Vec<ShardRpo>,
     pub compliance: Compliance,
+    /// Issue 8: the archive destination as `/health` reports it.
+    pub destination_health: DestinationHealth,
+}
+
+impl RpoStatus {
+    /// Re-measures the exposure at `now_ms` from each shard's oldest unarchived record and
+    /// records it in the compliance history: the status stays current even while the
+    /// archiver thread waits on a hung upload.
+    fn refresh(&mut self, now_ms: u64) {
+        for sh in &mut self.shards {
+            if let Some(from) = sh.oldest_unarchived_at_ms {
+                sh.exposure_ms = sh.exposure_ms.max(now_ms.saturating_sub(from));
+                sh.compliant = sh.exposure_ms < self.target_ms;
+            }
+        }
+        self.exposure_max_ms = self.shards.iter().map(|s| s.exposure_ms).max().unwrap_or(0);
+        self.compliance.observe(now_ms, self.exposure_max_ms);
+        self.state = if self.compliance.breached() {
+            "breached"
+        } else {
+            "compliant"
+        };
+    }
 }
 
 struct ShardState {
@@ -141,6 +177,7 @@ impl Archiver {
             backlog_over_max: false,
             shards: shards.iter().map(|s| s.report.clone()).collect(),
             compliance: Compliance::new(cfg.level.target_ms(), now),
+            destination_health: DestinationHealth::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
@@ -158,11 +195,15 @@ impl Archiver {
         })
     }
 
+    /// The status as of now (exposure re-measured; an upload in flight for the RPO target or
+    /// longer shows as a failing destination).
     pub fn status(&self) -> RpoStatus {
-        match self.status.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        let now = now_ms();
+        let mut st = lock(&self.status);
+        st.refresh(now);
+        let mut out = st.clone();
+        out.destination_health = st.destination_health.view(now, st.target_ms);
+        out
     }
 
     /// Ships what is durable now and returns (one last tick), then stops the thread.
@@ -185,6 +226,13 @@ impl Drop for Archiver {
     }
 }
 
+fn lock(status: &Mutex<RpoStatus>) -> std::sync::MutexGuard<'_, RpoStatus> {
+    match status.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 fn run(
     cfg: ArchiverConfig,
     dest: Box<dyn Destination>,
@@ -194,12 +242,25 @@ fn run(
     woken: std::sync::mpsc::Receiver<()>,
 ) {
     let tick = Duration::from_millis(cfg.tick_ms.unwrap_or(cfg.level.tick_ms()));
+    let mut health = DestinationHealth::new();
+    let mut last_attempt_ms = now_ms();
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        for s in &mut shards {
-            tick_shard(&cfg, dest.as_ref(), s, stopping);
+        for (i, shard) in shards.iter_mut().enumerate() {
+            let mut link = Link {
+                dest: dest.as_ref(),
+                health: &mut health,
+                status: &status,
+            };
+            if tick_shard(&cfg, &mut link, shard, i, stopping) {
+                last_attempt_ms = now_ms();
+            }
         }
-        publish(&cfg, &shards, &status);
+        if !stopping && now_ms().saturating_sub(last_attempt_ms) >= cfg.probe_interval_ms {
+            probe(dest.as_ref(), &mut health, &status);
+            last_attempt_ms = now_ms();
+        }
+        publish(&cfg, &shards, &health, &status);
         if stopping {
             break;
         }
@@ -208,8 +269,38 @@ fn run(
     }
 }
 
-fn tick_shard(cfg: &ArchiverConfig, dest: &dyn Destination, s: &mut ShardState, flush: bool) {
+/// Asks for an object nobody writes: "not found" is an answer, so the destination is up.
+fn probe(dest: &dyn Destination, health: &mut DestinationHealth, status: &Mutex<RpoStatus>) {
     let now = now_ms();
+    health.started(now);
+    // Published first: a probe that hangs shows as an upload in flight.
+    lock(status).destination_health = health.clone();
+    match dest.get(PROBE_OBJECT) {
+        Ok(_) | Err(crate::error::BackupError::NotFound { .. }) => health.succeeded(now_ms()),
+        Err(e) => {
+            tracing::warn!(destination = %dest.describe(), error = %e, "archive destination probe failed");
+            health.failed(now_ms(), e.to_string());
+        }
+    }
+}
+
+/// What a shard's tick talks to besides its own state.
+struct Link<'a> {
+    dest: &'a dyn Destination,
+    health: &'a mut DestinationHealth,
+    status: &'a Mutex<RpoStatus>,
+}
+
+/// One look at a shard's WAL; ships a piece when due. Returns whether an upload was tried.
+fn tick_shard(
+    cfg: &ArchiverConfig,
+    link: &mut Link<'_>,
+    s: &mut ShardState,
+    index: usize,
+    flush: bool,
+) -> bool {
+    let now = now_ms();
+    let mut attempted = false;
     let gate = &s.link.gate;
     let (durable, archived) = (gate.durable_lsn(), gate.archived_lsn());
     s.report.durable_lsn = durable;
@@ -235,21 +326,47 @@ fn tick_shard(cfg: &ArchiverConfig, dest: &dyn Destination, s: &mut ShardState, 
         let age = now.saturating_sub(exposure_from.unwrap_or(now));
         let full = p.raw.len() >= cfg.piece_bytes_max;
         let due = flush || full || age >= cfg.level.ship_after_ms();
-        // What is left after a shipped piece (if anything) is measured at the next tick.
-        if due && ship(dest, s, p, now) {
-            exposure_from = None;
-            s.pending_since_ms = None;
+        if due {
+            // Published before the upload: if it hangs, readers of the status still see the
+            // exposure grow from here and the upload in flight.
+            s.report.oldest_unarchived_at_ms = exposure_from;
+            link.health.started(now);
+            {
+                let mut st = lock(link.status);
+                if let Some(slot) = st.shards.get_mut(index) {
+                    slot.oldest_unarchived_at_ms = exposure_from;
+                }
+                st.destination_health = link.health.clone();
+            }
+            attempted = true;
+            // What is left after a shipped piece (if anything) is measured at the next tick.
+            match ship(link.dest, s, p, now) {
+                Ok(()) => {
+                    link.health.succeeded(now_ms());
+                    exposure_from = None;
+                    s.pending_since_ms = None;
+                }
+                Err(e) => link.health.failed(now_ms(), e),
+            }
         }
     } else if durable <= archived {
         s.pending_since_ms = None;
     }
+    let now = now_ms();
+    s.report.oldest_unarchived_at_ms = exposure_from;
     s.report.exposure_ms = exposure_from.map_or(0, |t| now.saturating_sub(t));
     s.report.compliant = s.report.exposure_ms < cfg.level.target_ms();
     s.report.backlog_bytes = held_bytes(&s.link.wal_dir, s.cursor);
+    attempted
 }
 
-/// Uploads one piece; on success advances the cursor and the gate. Returns whether it did.
-fn ship(dest: &dyn Destination, s: &mut ShardState, p: Pending, now: u64) -> bool {
+/// Uploads one piece; on success advances the cursor and the gate.
+fn ship(
+    dest: &dyn Destination,
+    s: &mut ShardState,
+    p: Pending,
+    now: u64,
+) -> std::result::Result<(), String> {
     let object = piece_object(s.report.shard, p.first_lsn, p.last_lsn);
     let uploaded = encode_piece(&p.raw).and_then(|body| dest.put(&object, &body));
     match uploaded {
@@ -270,18 +387,23 @@ fn ship(dest: &dyn Destination, s: &mut ShardState, p: Pending, now: u64) -> boo
                 );
                 s.report.gap_from_lsn.get_or_insert(gap);
             }
-            true
+            Ok(())
         }
         Err(e) => {
             s.report.upload_failures += 1;
             tracing::warn!(shard = s.report.shard, object, error = %e, "archiving a WAL piece failed; retrying at the next tick");
             s.report.last_error = Some(e.to_string());
-            false
+            Err(e.to_string())
         }
     }
 }
 
-fn publish(cfg: &ArchiverConfig, shards: &[ShardState], status: &Mutex<RpoStatus>) {
+fn publish(
+    cfg: &ArchiverConfig,
+    shards: &[ShardState],
+    health: &DestinationHealth,
+    status: &Mutex<RpoStatus>,
+) {
     let now = now_ms();
     let exposure_max_ms = shards
         .iter()
@@ -289,10 +411,8 @@ fn publish(cfg: &ArchiverConfig, shards: &[ShardState], status: &Mutex<RpoStatus
         .max()
         .unwrap_or(0);
     let backlog: u64 = shards.iter().map(|s| s.report.backlog_bytes).sum();
-    let mut st = match status.lock() {
-        Ok(s) => s,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut st = lock(status);
+    st.destination_health = health.clone();
     st.compliance.observe(now, exposure_max_ms);
     st.state = if st.compliance.breached() {
         "breached"

@@ -9,10 +9,12 @@
 //! Point-in-time recovery over these pieces is `crate::pitr`.
 
 pub mod archiver;
+pub mod dest_health;
 pub mod piece;
 pub mod reader;
 pub mod rpo;
 
 pub use archiver::{Archiver, ArchiverConfig, RpoStatus, ShardLink, ShardRpo};
+pub use dest_health::DestinationHealth;
 pub use piece::{archived_lsn, list_pieces, read_piece, PieceName};
 pub use rpo::{Compliance, RpoLevel};
