@@ -77,6 +77,8 @@ pub struct Daemon {
     pub cfg: DaemonConfig,
     pub resp: SocketAddr,
     pub http: SocketAddr,
+    /// PostgreSQL wire port (fresh on every start, like the others).
+    pub pg: SocketAddr,
     child: Option<Child>,
     notify: UnixDatagram,
     notify_path: PathBuf,
@@ -101,6 +103,7 @@ impl Daemon {
         Ok(Daemon {
             resp: SocketAddr::from(([127, 0, 0, 1], free_port(run_dir)?)),
             http: SocketAddr::from(([127, 0, 0, 1], free_port(run_dir)?)),
+            pg: SocketAddr::from(([127, 0, 0, 1], free_port(run_dir)?)),
             cfg,
             child: None,
             notify,
@@ -120,6 +123,7 @@ impl Daemon {
         // port by one of the harness's own client connections while the daemon is down.
         self.resp = SocketAddr::from(([127, 0, 0, 1], free_port(&self.log_path)?));
         self.http = SocketAddr::from(([127, 0, 0, 1], free_port(&self.log_path)?));
+        self.pg = SocketAddr::from(([127, 0, 0, 1], free_port(&self.log_path)?));
         // Drop stale datagrams from a previous life.
         let mut buf = [0u8; 4096];
         self.notify
@@ -142,9 +146,8 @@ impl Daemon {
             .arg(self.resp.to_string())
             .arg("--http-addr")
             .arg(self.http.to_string())
-            // The PG port is not exercised here; any free one keeps parallel runs apart.
             .arg("--pg-addr")
-            .arg("127.0.0.1:0")
+            .arg(self.pg.to_string())
             .arg("--shards")
             .arg(c.shards.to_string())
             .arg("--pin-cpus")

@@ -9,7 +9,7 @@ use mantis_chaos::daemon::{find_mantisd, set_start_timeout, START_TIMEOUT_DEFAUL
 use mantis_chaos::error::Result;
 use mantis_chaos::faultfs::{control, FaultMount};
 use mantis_chaos::report::{RunReport, ScenarioReport};
-use mantis_chaos::scenarios::{self, crash::CrashOpts, iofault::IoFaultOpts, Ctx};
+use mantis_chaos::scenarios::{self, bank::BankOpts, crash::CrashOpts, iofault::IoFaultOpts, Ctx};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -107,6 +107,21 @@ enum Cmd {
         #[arg(long, default_value_t = 6)]
         values: u64,
     },
+    /// Scenario 11 (issue 9): bank transfers across shards (SQL BEGIN…COMMIT over the PG wire
+    /// and RESP MULTI/EXEC, both by two-phase commit) with auditors, under SIGKILL.
+    Bank {
+        #[arg(long, default_value_t = 20)]
+        iterations: u64,
+        #[arg(long, default_value_t = 16)]
+        accounts: usize,
+        #[arg(long, default_value_t = 3)]
+        sql_clients: usize,
+        #[arg(long, default_value_t = 3)]
+        resp_clients: usize,
+        /// Longest load phase before the kill, in ms.
+        #[arg(long, default_value_t = 1200)]
+        load_ms_max: u64,
+    },
     /// Every scenario; `--crash-iterations` for scenarios 1 and 2 each.
     All {
         #[arg(long, default_value_t = 20)]
@@ -163,6 +178,21 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
             ctx, seed, *clients, *keys, *ops,
         )?],
         Cmd::Edge { values } => vec![scenarios::edge::run(ctx, seed, *values)?],
+        Cmd::Bank {
+            iterations,
+            accounts,
+            sql_clients,
+            resp_clients,
+            load_ms_max,
+        } => {
+            let mut o = BankOpts::new(seed, *iterations);
+            o.accounts = *accounts;
+            o.sql_clients = *sql_clients;
+            o.resp_clients = *resp_clients;
+            o.load_ms_max = *load_ms_max;
+            o.load_ms_min = o.load_ms_min.min(*load_ms_max);
+            vec![scenarios::bank::run(ctx, &o)?]
+        }
         Cmd::All {
             crash_iterations,
             torn_iterations,
@@ -188,6 +218,7 @@ fn run(cli: &Cli, seed: u64, ctx: &Ctx) -> Result<Vec<ScenarioReport>> {
             scenarios::concurrent::run(ctx, seed, 10, 4, 50)?,
             scenarios::concurrent::run(ctx, seed, 500, 8, 4)?,
             scenarios::edge::run(ctx, seed, 6)?,
+            scenarios::bank::run(ctx, &BankOpts::new(seed, *crash_iterations))?,
         ],
     })
 }

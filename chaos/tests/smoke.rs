@@ -112,3 +112,12 @@ fn disk_exhaustion_cycle() {
 fn memory_limit_cycle() {
     run(&["memory", "--load-secs", "6"]);
 }
+
+/// Scenario 11 (issue 9), short: bank transfers across shards (SQL over the PG wire and RESP
+/// MULTI/EXEC, both by two-phase commit) with auditors, four SIGKILLs: the total holds in every
+/// audit and after every restart, and the balances are exactly the acknowledged transfers plus
+/// a whole-or-nothing subset of the unanswered ones.
+#[test]
+fn bank_transfers_across_shards_under_sigkill() {
+    run(&["bank", "--iterations", "4", "--load-ms-max", "700"]);
+}

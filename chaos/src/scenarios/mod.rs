@@ -1,6 +1,8 @@
 //! The scenarios, each reproducible from its seed. Shared helpers: throwaway directories, the
 //! verify step, and the crash loop used by several scenarios.
 
+pub mod bank;
+pub mod bank_clients;
 pub mod client;
 pub mod concurrent;
 pub mod corrupt;
