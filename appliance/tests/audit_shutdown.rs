@@ -220,3 +220,71 @@ fn slow_query_log_threshold_from_the_config() {
     assert_eq!(quiet.cli(&["GET", "fast"]), "1");
     assert!(slow_lines(&quiet).is_empty(), "{}", quiet.log());
 }
+
+/// Issue 8: the records of a pipeline reach the audit thread in one message per pipeline
+/// (not one per command). Nothing may be lost on the way: several clients pipelining writes
+/// (run side by side), reads (not audited) and a failing write on both shards, then a clean
+/// stop: every write is in the trail exactly once, with its outcome, and the chain verifies.
+#[test]
+fn pipelined_writes_are_all_audited_once() {
+    const CLIENTS: usize = 4;
+    const PIPELINE: usize = 150; // more than one pending batch (64) per pipeline
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mantisd.toml");
+    std::fs::write(
+        &config,
+        "[monitor]\naudit_flush_interval_ms = 60000\nalerts_eval_interval_ms = 60000\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(Options {
+        shards: 2,
+        extra_args: vec!["--config".into(), config.to_str().unwrap().into()],
+        ..Options::default()
+    });
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| d.resp_client()).collect();
+    for (c, client) in clients.iter_mut().enumerate() {
+        let mut bytes = Vec::new();
+        for i in 0..PIPELINE {
+            let key = format!("c{c}k{i}");
+            bytes.extend(common::encode(&[b"SET", key.as_bytes(), b"v"]));
+            bytes.extend(common::encode(&[b"GET", key.as_bytes()]));
+        }
+        // INCR of a non-number: an audited write that fails.
+        bytes.extend(common::encode(&[b"INCR", format!("c{c}k0").as_bytes()]));
+        client.send(&bytes);
+    }
+    for client in &mut clients {
+        for _ in 0..PIPELINE {
+            assert_eq!(client.read_reply(), b"+OK\r\n");
+            assert_eq!(client.read_reply(), b"$1\r\nv\r\n");
+        }
+        assert!(client.read_reply().starts_with(b"-ERR"));
+    }
+    drop(clients);
+    assert!(d.stop().success(), "{}", d.log());
+
+    let audit_dir = d.data_dir.join("audit");
+    let verified = mantis_monitor::audit::verify(&audit_dir).unwrap();
+    assert_eq!(verified.records as usize, CLIENTS * (PIPELINE + 1));
+    let mut got: Vec<String> = audit_lines(&d.data_dir)
+        .iter()
+        .map(|r| {
+            let outcome = if r["outcome"] == "ok" { "ok" } else { "err" };
+            format!(
+                "{}:{}:{outcome}",
+                r["what"].as_str().unwrap(),
+                r["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..CLIENTS)
+        .flat_map(|c| {
+            (0..PIPELINE)
+                .map(move |i| format!("set:c{c}k{i}:ok"))
+                .chain([format!("incr:c{c}k0:err")])
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -160,15 +160,17 @@ pub async fn execute(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>)
         audit,
         &reply,
     );
+    // One clock read for the metrics and the slow log.
+    let elapsed = started.elapsed();
     if let Some(m) = shared.metrics.command_static("resp", spec.name) {
-        m.observe(started.elapsed(), reply.is_error());
+        m.observe(elapsed, reply.is_error());
     }
     crate::monitoring::note_slow(
         "resp",
         spec.name,
         format_args!("client:{}", session.client_id),
         "",
-        started.elapsed(),
+        elapsed,
     );
     reply
 }
@@ -233,15 +235,17 @@ pub async fn execute_keyed(
         keys::run_keyed(&shared.engine, name, args).await
     };
     crate::monitoring::audit_resp(client.id, authenticated, name, audit, &reply);
+    // One clock read for the metrics and the slow log.
+    let elapsed = started.elapsed();
     if let Some(m) = shared.metrics.command_static("resp", name) {
-        m.observe(started.elapsed(), reply.is_error());
+        m.observe(elapsed, reply.is_error());
     }
     crate::monitoring::note_slow(
         "resp",
         name,
         format_args!("client:{}", client.id),
         "",
-        started.elapsed(),
+        elapsed,
     );
     reply
 }

@@ -160,6 +160,9 @@ async fn run_batch(
     output: &mut Vec<u8>,
 ) -> Result<(), ConnEnd> {
     let parallel_max = shared.config.pipeline_parallel_max;
+    // The audit records of this pipeline go to the audit thread in one message, when the
+    // batch ends however it ends (issue 8).
+    let _audit = crate::monitoring::PendingAudit::new();
     let mut commands = std::mem::take(batch).into_iter().peekable();
     while let Some(args) = commands.next() {
         // Inside MULTI every command is queued in order, one at a time.
@@ -209,6 +212,8 @@ async fn run_batch(
 
 async fn flush_if_full(stream: &mut TcpStream, output: &mut Vec<u8>) -> Result<(), ConnEnd> {
     if output.len() >= OUTPUT_FLUSH_BYTES {
+        // No reply reaches the client before the audit record of its command was queued.
+        crate::monitoring::send_pending();
         stream.write_all(output).await?;
         output.clear();
     }
