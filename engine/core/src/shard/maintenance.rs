@@ -169,7 +169,7 @@ impl Shard {
             .map_err(|e| self.manifest_failure(e))?;
         {
             let mut st = self.state.borrow_mut();
-            st.manifest = next_state;
+            install_manifest(&mut st.manifest, next_state);
             st.segments.insert(0, live);
             // The flushed memtable is the oldest frozen one (only this task removes them).
             let popped = st.frozen.pop();
@@ -381,7 +381,7 @@ impl Shard {
             .await
             .map_err(|e| self.manifest_failure(e))?;
         let mut st = self.state.borrow_mut();
-        st.manifest = next_state;
+        install_manifest(&mut st.manifest, next_state);
         let removed: Vec<Rc<LiveSegment>> = st
             .segments
             .splice(start..start + inputs.len(), output)
@@ -414,5 +414,41 @@ impl Shard {
                 tracing::warn!(shard = self.id, file = %path.display(), error = %e, "could not remove compacted segment");
             }
         }
+    }
+}
+
+/// Installs a committed manifest state in memory without moving `next_segment_id` back.
+///
+/// Story (2026-11-28, issue-7 bench): "flush failed; open failed … seg/…05.seg: File exists".
+/// A flush cloned the state, and while its manifest commit was in flight the compactor
+/// reserved the next segment id in memory; installing the flush's clone then set the counter
+/// back, and the next reservation handed out the id the compactor was still writing. The
+/// durable counter may lag (a reserved id that never reached a commit is never referenced),
+/// but the in-memory one must never go back.
+fn install_manifest(
+    current: &mut crate::manifest::ManifestState,
+    mut next: crate::manifest::ManifestState,
+) {
+    next.next_segment_id = next.next_segment_id.max(current.next_segment_id);
+    *current = next;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installing_a_committed_state_never_moves_the_segment_counter_back() {
+        let mut current = crate::manifest::ManifestState {
+            next_segment_id: 7,
+            ..Default::default()
+        };
+        let committed = crate::manifest::ManifestState {
+            next_segment_id: 5,
+            flushed_lsn: 40,
+            ..Default::default()
+        };
+        install_manifest(&mut current, committed);
+        assert_eq!((current.next_segment_id, current.flushed_lsn), (7, 40));
     }
 }
