@@ -124,7 +124,8 @@ pub enum BackupCommand {
     Create {
         #[arg(long, env = "MANTIS_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// A path (on the daemon's host) or s3://bucket/prefix.
+        /// A path (on the daemon's host), s3://bucket/prefix, gs://bucket/prefix or
+        /// az://container/prefix.
         #[arg(long)]
         to: String,
         /// Upload only files the newest backup in DEST does not hold.
@@ -262,6 +263,25 @@ fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), 
             "secret_key": cfg.secret_key,
             "region": cfg.region,
         });
+    }
+    // Issue 10: gs:// and az:// settings travel like the S3 ones (the daemon uploads).
+    let configs = s3.configs();
+    match DestinationSpec::parse(to).map_err(|e| e.to_string())? {
+        DestinationSpec::Gcs { .. } => {
+            if let Some(cfg) = &configs.gcs {
+                body["gcs"] = json!({ "endpoint": cfg.endpoint, "token": cfg.token });
+            }
+        }
+        DestinationSpec::Azure { .. } => {
+            if let Some(cfg) = &configs.azure {
+                body["azure"] = json!({
+                    "account": cfg.account,
+                    "key": cfg.key,
+                    "endpoint": cfg.endpoint,
+                });
+            }
+        }
+        DestinationSpec::Local(_) | DestinationSpec::S3 { .. } => {}
     }
     let started = call(ureq::post(&format!("{base}/api/v1/backups")), Some(&body))?;
     let job = started["job"]

@@ -3,7 +3,9 @@
 //! - `POST /api/v1/checkpoints` `{"kind": "full"|"incremental"|"snapshot", "parent"?}` → 201 meta
 //! - `GET /api/v1/checkpoints`, `GET|DELETE /api/v1/checkpoints/{id}` (409 while a child uses it)
 //! - `POST /api/v1/backups` `{"to": PATH|"s3://bucket/prefix", "kind": "full"|"incremental",
-//!   "s3"?: {"endpoint", "access_key", "secret_key", "region"?, "part_size_bytes"?}}` → 202
+//!   "s3"?: {"endpoint", "access_key", "secret_key", "region"?, "part_size_bytes"?},
+//!   "gcs"?: {"endpoint"?, "token"?, "chunk_size_bytes"?} (for `gs://bucket/prefix`),
+//!   "azure"?: {"account", "key", "endpoint"?, "block_size_bytes"?} (for `az://container/prefix`)}` → 202
 //!   `{"job": N}`: takes a full checkpoint, then uploads it on a std thread (network and
 //!   compression never run on a shard) and deletes the checkpoint when done.
 //! - `GET /api/v1/backups/jobs`, `GET /api/v1/backups/jobs/{id}`: progress, ETA, outcome.
@@ -18,7 +20,9 @@ use std::sync::{Mutex, OnceLock};
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use mantis_backup::{BackupOptions, DestinationSpec, S3Config};
+use mantis_backup::{
+    AzureConfig, BackupOptions, DestinationConfigs, DestinationSpec, GcsConfig, S3Config,
+};
 use mantis_engine::checkpoint::{self, CheckpointKind, CheckpointMeta};
 use mantis_engine::EngineError;
 use serde::Deserialize;
@@ -169,11 +173,59 @@ struct S3Request {
     part_size_bytes: Option<usize>,
 }
 
+/// Issue 10: a `gs://` destination's endpoint and token.
+#[derive(Deserialize, Default)]
+struct GcsRequest {
+    endpoint: Option<String>,
+    token: Option<String>,
+    chunk_size_bytes: Option<usize>,
+}
+
+/// Issue 10: an `az://` destination's account, key and endpoint.
+#[derive(Deserialize, Default)]
+struct AzureRequest {
+    account: String,
+    key: String,
+    endpoint: Option<String>,
+    block_size_bytes: Option<usize>,
+}
+
 #[derive(Deserialize, Default)]
 struct BackupRequest {
     to: String,
     kind: Option<String>,
     s3: Option<S3Request>,
+    gcs: Option<GcsRequest>,
+    azure: Option<AzureRequest>,
+}
+
+/// Issue 10: every remote destination's settings from the request body.
+fn destination_configs(
+    s3: Option<S3Config>,
+    gcs: Option<GcsRequest>,
+    azure: Option<AzureRequest>,
+) -> DestinationConfigs {
+    let gcs = gcs.map(|g| {
+        let endpoint = g
+            .endpoint
+            .unwrap_or_else(|| "https://storage.googleapis.com".into());
+        let mut cfg = GcsConfig::new(&endpoint, g.token);
+        if let Some(chunk) = g.chunk_size_bytes {
+            cfg.chunk_size_bytes = chunk;
+        }
+        cfg
+    });
+    let azure = azure.map(|a| {
+        let mut cfg = AzureConfig::new(&a.account, &a.key);
+        if let Some(endpoint) = a.endpoint {
+            cfg.endpoint = endpoint;
+        }
+        if let Some(block) = a.block_size_bytes {
+            cfg.block_size_bytes = block;
+        }
+        cfg
+    });
+    DestinationConfigs { s3, gcs, azure }
 }
 
 /// One backup job as `GET /api/v1/backups/jobs/{id}` shows it.
@@ -312,8 +364,9 @@ async fn start_backup(shared: &Shared, req: Request<Incoming>) -> Result<HttpRes
         }
         cfg
     });
+    let configs = destination_configs(s3, r.gcs, r.azure);
     // Opened here so a bad endpoint or a missing credential is a 400, not a failed job.
-    let dest = mantis_backup::open_destination(&spec, s3)
+    let dest = mantis_backup::open_destination_with(&spec, &configs)
         .map_err(|e| ApiError::bad_request("invalid_destination", e.to_string()))?;
     let job = register_job(&dest.describe(), &kind)?;
     let root = root(shared);

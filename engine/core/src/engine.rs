@@ -404,23 +404,22 @@ impl EngineHandle {
     ) -> Result<crate::checkpoint::CheckpointMeta> {
         let plan =
             crate::checkpoint::CheckpointPlan::prepare(dir, kind, parent, self.shard_count())?;
-        let calls = (0..self.shard_count()).map(|i| {
-            let shard_plan = plan.shard_plan(i);
-            self.call(i, move |s| async move {
-                crate::checkpoint::cut::cut_shard(&s, shard_plan).await
-            })
-        });
-        let mut cuts = Vec::with_capacity(self.shard_count());
-        for r in futures::future::join_all(calls).await {
-            match r.and_then(|cut| cut) {
-                Ok(cut) => cuts.push(cut),
-                Err(e) => {
-                    plan.abandon();
-                    return Err(e);
-                }
+        // Issue 10: one job on shard 0 closes every shard's two-phase-commit gate, cuts every
+        // shard, and reopens the gates (`checkpoint::barrier`): a global cut.
+        let plans: Vec<_> = (0..self.shard_count())
+            .map(|i| plan.shard_plan(i))
+            .collect();
+        let handle = self.clone();
+        let cut = self
+            .call(0, move |_| crate::checkpoint::barrier::run(handle, plans))
+            .await;
+        match cut.and_then(|cuts| cuts) {
+            Ok(cuts) => plan.finish(cuts),
+            Err(e) => {
+                plan.abandon();
+                Err(e)
             }
         }
-        plan.finish(cuts)
     }
 
     /// Issue 10 (RPO): attaches an archive gate to every shard's WAL, starting after

@@ -30,6 +30,9 @@ pub(crate) async fn cut_shard(shard: &Rc<Shard>, plan: ShardPlan) -> Result<Shar
             "checkpoints need on-disk storage (hard links); the simulated disk has none".into(),
         ));
     }
+    // A read-only shard (a failed sync) may lack a decided transaction's writes until it
+    // restarts (its Commit did not land): an image of it would not be a consistent cut.
+    shard.check_writable()?;
     shard.flush_all().await?;
     let _permit = shard
         .manifest_lock

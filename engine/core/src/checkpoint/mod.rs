@@ -12,11 +12,16 @@
 //! image is a prefix of its WAL up to the recorded `flushed_lsn`; writes racing the call may or
 //! may not be included, per shard.
 //!
-//! The parts: `meta` (the JSON `meta` file), `cut` (the per-shard work, on the shard), `store`
+//! Issue 10: the cut is global for multi-shard (two-phase commit) transactions: while the
+//! shards cut, no transaction is between its Decision and its last Commit (`barrier`), so a
+//! checkpoint holds each such transaction on all its participants or on none.
+//!
+//! The parts: `barrier` (the global cut), `meta` (the JSON `meta` file), `cut` (the per-shard work, on the shard), `store`
 //! (creating, listing, deleting and materializing checkpoint directories).
 //! The checkpoints directory is outside every shard directory, so the orphan-file sweep at
 //! shard open (`shard::open_segments`) never sees it.
 
+pub(crate) mod barrier;
 pub(crate) mod cut;
 pub mod meta;
 pub mod store;

@@ -76,6 +76,10 @@ pub(crate) async fn coordinate(
         abort_all(&handle, txn, &prepared).await;
         return Err(e);
     }
+    // Issue 10: from the Decision to the last Commit, the transaction is visible on some
+    // participants and not others; a checkpoint must not cut inside that window (the pass
+    // holds its cut back, and a cut in progress holds this Decision back).
+    let _pass = crate::checkpoint::barrier::CutGate::enter(&coord).await;
     let committed_at_ms = now_ms();
     let ids: Vec<u32> = participants.iter().map(|&s| s as u32).collect();
     let decision_lsn = match coord.tpc_decide(txn, ids, committed_at_ms).await {

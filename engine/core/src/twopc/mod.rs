@@ -84,6 +84,9 @@ pub(crate) struct ShardTpc {
     pub prepares: Cell<u64>,
     pub commits: Cell<u64>,
     pub aborts: Cell<u64>,
+    /// Issue 10: holds new Decisions back while a checkpoint cuts every shard
+    /// (`checkpoint::barrier`).
+    pub cut_gate: crate::checkpoint::barrier::CutGate,
 }
 
 impl ShardTpc {
