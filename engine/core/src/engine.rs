@@ -565,7 +565,12 @@ impl Engine {
             let builder = mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus);
             let spawned = builder.spawn(move || async move {
                 let _exit_notice = exit_tx;
-                shard_main(id, cfg, rx, ready_tx).await
+                // Issue 7: requests reach the shard from other threads; in a latency-bound
+                // queue their wake-ups preempt background work at once (rt::in_foreground_queue).
+                let main = shard_main(id, cfg, rx, ready_tx);
+                if let Err(e) = mantis_storage::rt::in_foreground_queue("foreground", main).await {
+                    tracing::error!(shard = id, error = %e, "shard foreground queue");
+                }
             });
             match spawned {
                 Ok(t) => threads.push(t),
