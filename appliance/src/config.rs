@@ -178,6 +178,9 @@ pub struct Cli {
     /// Checksum of each segment block written from now on. [default: crc32]
     #[arg(long, env = "MANTIS_BLOCK_CHECKSUM", value_enum)]
     pub block_checksum: Option<ChecksumName>,
+    /// Issue 7: checksum of each WAL record written from now on. [default: crc32]
+    #[arg(long, env = "MANTIS_WAL_CHECKSUM", value_enum)]
+    pub wal_checksum: Option<ChecksumName>,
     /// WAL segment file size, in bytes. [default: 67108864]
     #[arg(long, env = "MANTIS_WAL_SEGMENT_BYTES", value_name = "BYTES")]
     pub wal_segment_bytes: Option<u64>,
@@ -227,6 +230,8 @@ pub struct FileConfig {
     pub compression: Option<CompressionName>,
     pub zstd_level: Option<i32>,
     pub block_checksum: Option<ChecksumName>,
+    /// Issue 7.
+    pub wal_checksum: Option<ChecksumName>,
     pub wal_segment_bytes: Option<u64>,
     pub repair_wal: Option<bool>,
     pub log_format: Option<LogFormat>,
@@ -278,6 +283,8 @@ pub struct Config {
     pub compression: CompressionName,
     pub zstd_level: i32,
     pub block_checksum: ChecksumName,
+    /// Issue 7: checksum of the WAL records written from now on.
+    pub wal_checksum: ChecksumName,
     pub wal_segment_bytes: u64,
     pub repair_wal: bool,
     pub log_format: LogFormat,
@@ -412,6 +419,10 @@ impl Config {
             block_checksum: cli
                 .block_checksum
                 .or(file.block_checksum)
+                .unwrap_or(ChecksumName::Crc32),
+            wal_checksum: cli
+                .wal_checksum
+                .or(file.wal_checksum)
                 .unwrap_or(ChecksumName::Crc32),
             wal_segment_bytes: cli
                 .wal_segment_bytes

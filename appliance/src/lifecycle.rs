@@ -96,6 +96,12 @@ fn engine_config(c: &Config) -> EngineConfig {
             ChecksumName::Md5 => mantis_engine::ChecksumAlgorithm::Md5,
             ChecksumName::Sha256 => mantis_engine::ChecksumAlgorithm::Sha256,
         },
+        // Issue 7.
+        wal_checksum: match c.wal_checksum {
+            ChecksumName::Crc32 => mantis_engine::ChecksumAlgorithm::Crc32,
+            ChecksumName::Md5 => mantis_engine::ChecksumAlgorithm::Md5,
+            ChecksumName::Sha256 => mantis_engine::ChecksumAlgorithm::Sha256,
+        },
         ..EngineConfig::default()
     }
 }

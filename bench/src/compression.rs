@@ -133,6 +133,19 @@ fn engine_err(phase: &'static str) -> impl Fn(mantis_engine::EngineError) -> Ben
 }
 
 fn open(dir: &Path, codec: Codec, background: bool) -> Result<Engine, BenchError> {
+    open_with(dir, codec, background, 16 << 20)
+}
+
+/// Issue 7 interference runs use smaller memtables: more, smaller segments, so that cold
+/// recompression (rate-limited per segment) works through the whole measurement window.
+const INTERFERENCE_MEMTABLE_BYTES: usize = 4 << 20;
+
+fn open_with(
+    dir: &Path,
+    codec: Codec,
+    background: bool,
+    memtable_bytes_max: usize,
+) -> Result<Engine, BenchError> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| BenchError::DataDir {
         path: dir.to_path_buf(),
@@ -166,7 +179,7 @@ fn open(dir: &Path, codec: Codec, background: bool) -> Result<Engine, BenchError
         data_dir: dir.to_path_buf(),
         shards: 1,
         compression: codec,
-        memtable_bytes_max: 16 << 20,
+        memtable_bytes_max,
         block_cache_bytes: 256 << 20,
         segments_max: 64,
         scrub,
@@ -267,46 +280,132 @@ pub fn run(args: &CompressionArgs) -> Result<(), BenchError> {
     }
     println!("\nlz4/none cached p99 ratios: {ratios:.3?}");
 
-    // Foreground gets over a hot tenth of the keys (uncached at first: the cache is cold
-    // after the reopen), with and without the scrubber and cold recompression.
-    println!("\n| round | get p99 quiet (µs) | get p99 scrub+recompress (µs) | recompressed bytes | scrubbed bytes |");
-    println!("|---|---|---|---|---|");
+    interference(&dir, args)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Latency figures of one measurement, in µs.
+struct Arm {
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    samples: u64,
+    window_ms: u128,
+    recompressed_bytes: u64,
+    scrubbed_bytes: u64,
+}
+
+/// Gets of every key in `0..hot_keys` in order: fills the block cache and marks the hot blocks
+/// as touched, so that both arms start from the same cache state and the hot data is not
+/// taken for cold by the first epoch.
+fn warm_up(h: &EngineHandle, hot_keys: usize) -> Result<(), BenchError> {
+    for i in 0..hot_keys {
+        futures::executor::block_on(h.get(&key(i))).map_err(engine_err("warm-up"))?;
+    }
+    Ok(())
+}
+
+fn background_work(h: &EngineHandle) -> Result<(u64, u64), BenchError> {
+    let s = futures::executor::block_on(h.stats()).map_err(engine_err("stats"))?;
+    Ok((
+        s.iter()
+            .map(|s| s.compression.recompressed_bytes_in)
+            .sum::<u64>(),
+        s.iter().map(|s| s.scrub.bytes_scrubbed_total).sum::<u64>(),
+    ))
+}
+
+/// One arm: a fresh engine, the documents loaded, the hot keys warmed up, then `gets` gets
+/// over the hot keys (the same seeded sequence in every arm).
+fn measure_arm(
+    dir: &Path,
+    args: &CompressionArgs,
+    hot_keys: usize,
+    background: bool,
+) -> Result<Arm, BenchError> {
+    let engine = open_with(dir, Codec::Lz4, background, INTERFERENCE_MEMTABLE_BYTES)?;
+    let h = engine.handle();
+    load(&h, args.documents)?;
+    warm_up(&h, hot_keys)?;
+    if background {
+        futures::executor::block_on(h.request_scrub()).map_err(engine_err("scrub"))?;
+        // Wait for an epoch to close after the warm-up, so recompression has cold segments
+        // (every segment but the hot one) when the measurement starts.
+        let epoch_start = compression_stats(&h)?.epoch;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while compression_stats(&h)?.epoch <= epoch_start && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+    let work_before = background_work(&h)?;
+    let mut rng = SmallRng::seed_from_u64(11);
+    let mut hist = LatencyHist::new();
+    let started = Instant::now();
+    for _ in 0..args.gets {
+        let k = key(rng.gen_range(0..hot_keys));
+        let t = Instant::now();
+        let v = futures::executor::block_on(h.get(&k)).map_err(engine_err("get"))?;
+        hist.record(t.elapsed());
+        if v.is_none() {
+            return Err(BenchError::Engine {
+                phase: "get",
+                cause: format!("{} missing", String::from_utf8_lossy(&k)),
+            });
+        }
+    }
+    let window_ms = started.elapsed().as_millis();
+    let work_after = background_work(&h)?;
+    engine.shutdown().map_err(engine_err("shutdown"))?;
+    let s = hist.summary();
+    Ok(Arm {
+        p50_us: s.p50_us,
+        p99_us: s.p99_us,
+        p999_us: s.p999_us,
+        max_us: s.max_us,
+        samples: s.count,
+        window_ms,
+        recompressed_bytes: work_after.0 - work_before.0,
+        scrubbed_bytes: work_after.1 - work_before.1,
+    })
+}
+
+/// Foreground gets over a hot tenth of the keys, with and without the scrubber and cold
+/// recompression. The arms alternate, and their order flips every round (quiet first in even
+/// rounds, busy first in odd ones), because the machine's load drifts.
+fn interference(dir: &Path, args: &CompressionArgs) -> Result<(), BenchError> {
+    println!(
+        "\n| round | arm | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | gets | window (ms) | recompressed bytes | scrubbed bytes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let hot = (args.documents / 10).max(1);
     let mut ratios = Vec::new();
     for round in 0..args.rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         let mut p99 = [0.0f64; 2];
-        let mut work = (0, 0);
-        for (slot, background) in [false, true].into_iter().enumerate() {
-            let engine = open(&dir, Codec::Lz4, background)?;
-            let h = engine.handle();
-            load(&h, args.documents)?;
-            if background {
-                futures::executor::block_on(h.request_scrub()).map_err(engine_err("scrub"))?;
-                // Wait for the first epoch to close, so recompression has cold segments.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while compression_stats(&h)?.epoch < 1 && Instant::now() < deadline {
-                    std::thread::yield_now();
-                }
-            }
-            p99[slot] = get_p99_us(&h, hot, args.gets)?;
-            let s = futures::executor::block_on(h.stats()).map_err(engine_err("stats"))?;
-            if background {
-                work = (
-                    s.iter()
-                        .map(|s| s.compression.recompressed_bytes_in)
-                        .sum::<u64>(),
-                    s.iter().map(|s| s.scrub.bytes_scrubbed_total).sum::<u64>(),
-                );
-            }
-            engine.shutdown().map_err(engine_err("shutdown"))?;
+        for background in order {
+            let a = measure_arm(dir, args, hot, background)?;
+            let name = if background { "busy" } else { "quiet" };
+            println!(
+                "| {round} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                a.p50_us,
+                a.p99_us,
+                a.p999_us,
+                a.max_us,
+                a.samples,
+                a.window_ms,
+                a.recompressed_bytes,
+                a.scrubbed_bytes
+            );
+            p99[usize::from(background)] = a.p99_us;
         }
         ratios.push(p99[1] / p99[0]);
-        println!(
-            "| {round} | {:.1} | {:.1} | {} | {} |",
-            p99[0], p99[1], work.0, work.1
-        );
     }
-    println!("\nbackground/quiet p99 ratios: {ratios:.3?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    println!("\nbusy/quiet p99 ratios: {ratios:.3?}");
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct EngineConfig {
     /// What guards each block of the segment files written from now on (recorded per file;
     /// files keep the algorithm they were written with). CRC32 by default.
     pub block_checksum: mantis_table::ChecksumAlgorithm,
+    /// Issue 7: what guards each WAL record written from now on (recorded per chunk; a log
+    /// written under another choice, or by format v1, still replays). CRC32 by default.
+    pub wal_checksum: mantis_table::ChecksumAlgorithm,
     pub value_bytes_max: usize,
     pub key_bytes_max: usize,
     pub wal_segment_bytes: u64,
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             compression: Codec::Lz4,
             keyspace_codecs: Vec::new(),
             block_checksum: mantis_table::ChecksumAlgorithm::Crc32,
+            wal_checksum: mantis_table::ChecksumAlgorithm::Crc32,
             value_bytes_max: 64 << 20,
             key_bytes_max: 64 << 10,
             wal_segment_bytes: 64 << 20,

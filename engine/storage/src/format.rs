@@ -10,7 +10,12 @@ pub const WAL_DIR: &str = "wal";
 pub const WAL_FILE_SUFFIX: &str = ".wal";
 /// Magic at the start of every WAL chunk header ("MWAL").
 pub const WAL_CHUNK_MAGIC: u32 = 0x4d57_414c;
-pub const WAL_FORMAT_VERSION: u16 = 1;
+/// 2: chunk header byte 6 names the checksum algorithm of the chunk's records and payload
+///    check value (1 CRC32, 2 MD5, 3 SHA-256; record checksum fields 4, 16 or 32 bytes);
+///    version 1 chunks (byte 6 zero, all CRC32) still read.
+pub const WAL_FORMAT_VERSION: u16 = 2;
+/// The oldest WAL chunk format this build reads.
+pub const WAL_FORMAT_VERSION_MIN: u16 = 1;
 
 /// Segment (sorted table) files: `shard-<i>/seg/<id:016>.seg`.
 pub const SEGMENT_DIR: &str = "seg";

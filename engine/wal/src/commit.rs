@@ -10,7 +10,7 @@ use std::time::Instant;
 use mantis_storage::OpenMode;
 
 use crate::error::WalError;
-use crate::frame::{chunk_len_bytes, encode_chunk};
+use crate::frame::{chunk_len_bytes, encode_chunk_with};
 use crate::segment::{prepare_fresh, segment_file_name, SegmentFile, Spare};
 use crate::signal::{Latch, Signal};
 use crate::wal::{Pending, Queue, Wal, Writer};
@@ -65,9 +65,9 @@ async fn committer_loop(weak: Weak<Wal>, wake: Rc<Signal>, done: Rc<Latch>) {
 }
 
 /// Moves blocked appenders into the pending batch, in order, while they fit.
-fn admit(q: &mut Queue, pending_bytes_max: usize) {
+fn admit(q: &mut Queue, pending_bytes_max: usize, checksum: mantis_integrity::Algorithm) {
     while let Some(front) = q.blocked.front() {
-        let cost = front.cost_bytes();
+        let cost = front.cost_bytes(checksum);
         if !q.pending.is_empty() && q.pending_bytes + cost > pending_bytes_max {
             break;
         }
@@ -93,7 +93,7 @@ impl Wal {
         let mut q = self.queue.borrow_mut();
         let max = self.cfg.pending_bytes_max;
         if q.pending.is_empty() {
-            admit(&mut q, max);
+            admit(&mut q, max, self.cfg.checksum);
         }
         let batch: Vec<Pending> = q.pending.drain(..).collect();
         q.pending_bytes = 0;
@@ -101,7 +101,7 @@ impl Wal {
         assert!(q.urgent >= urgent_taken, "urgent records miscounted");
         q.urgent -= urgent_taken;
         self.deferred_due.set(false);
-        admit(&mut q, max);
+        admit(&mut q, max, self.cfg.checksum);
         batch
     }
 
@@ -192,7 +192,7 @@ impl Wal {
 
     /// Writes `batch` as one chunk (rolling to a new segment if it does not fit) and syncs.
     async fn write_batch(&self, batch: &mut [Pending], first_lsn: u64) -> Result<(), Failure> {
-        let payload_len: usize = batch.iter().map(Pending::cost_bytes).sum();
+        let payload_len: usize = batch.iter().map(|p| p.cost_bytes(self.cfg.checksum)).sum();
         let chunk_len = chunk_len_bytes(payload_len) as u64;
         let fits = {
             let w = self.writer.borrow();
@@ -216,7 +216,7 @@ impl Wal {
                 .iter()
                 .map(|p| (p.kind, p.payload.as_slice()))
                 .collect();
-            encode_chunk(segment_first_lsn, first_lsn, &records)
+            encode_chunk_with(self.cfg.checksum, segment_first_lsn, first_lsn, &records)
         };
         assert_eq!(chunk.len() as u64, chunk_len);
         // The chunk holds the only copy we need: give the payload memory back now.

@@ -26,6 +26,9 @@ pub struct WalConfig {
     pub spare_segments_max: usize,
     /// At open, cut the log at damage in the middle (keeping a copy) instead of refusing.
     pub repair: bool,
+    /// Checksum of the records (and chunk payload check value) written from now on; each
+    /// chunk records its own, so a log written under another choice still reads.
+    pub checksum: mantis_integrity::Algorithm,
 }
 
 impl Default for WalConfig {
@@ -35,6 +38,7 @@ impl Default for WalConfig {
             pending_bytes_max: PENDING_DEFAULT_BYTES,
             spare_segments_max: SPARE_SEGMENTS_DEFAULT,
             repair: false,
+            checksum: mantis_integrity::Algorithm::Crc32,
         }
     }
 }

@@ -2,16 +2,33 @@
 //!
 //! One group commit writes one chunk, starting on a fresh 4 KiB block:
 //! a 40-byte [`ChunkHeader`] followed by `record_count` records, each
-//! `len u32 | lsn u64 | kind u8 | crc32 u32 | payload[len]`, zero-padded to a whole block.
-//! Decoding never panics and never trusts a length before checking it against the buffer.
+//! `len u32 | lsn u64 | kind u8 | checksum | payload[len]`, zero-padded to a whole block.
+//! The checksum is the chunk's algorithm (header byte 6, format v2): 4 bytes of CRC32
+//! (little-endian, as v1 stored it), 16 of MD5 or 32 of SHA-256. A v1 chunk has a zero there
+//! and is all CRC32. Decoding never panics and never trusts a length before checking it
+//! against the buffer.
 
-use mantis_storage::format::{WAL_CHUNK_MAGIC, WAL_FORMAT_VERSION};
+use mantis_integrity::{Algorithm, DIGEST_BYTES_MAX};
+use mantis_storage::format::{WAL_CHUNK_MAGIC, WAL_FORMAT_VERSION, WAL_FORMAT_VERSION_MIN};
 use mantis_storage::{align_up, BLOCK_SIZE};
 
 use crate::error::CorruptReason;
 
 pub const CHUNK_HEADER_BYTES: usize = 40;
-pub const RECORD_HEADER_BYTES: usize = 17;
+/// `len u32 | lsn u64 | kind u8` before a record's checksum.
+const RECORD_FIXED_BYTES: usize = 13;
+/// A record header under CRC32 (every v1 record).
+pub const RECORD_HEADER_BYTES: usize = RECORD_FIXED_BYTES + 4;
+
+/// Bytes of a record header under `algorithm`.
+pub const fn record_header_bytes(algorithm: Algorithm) -> usize {
+    RECORD_FIXED_BYTES
+        + match algorithm {
+            Algorithm::Crc32 => 4,
+            Algorithm::Md5 => 16,
+            Algorithm::Sha256 => 32,
+        }
+}
 /// Largest payload of one record: a 64 MiB value plus ample headroom for its key and framing.
 pub const RECORD_PAYLOAD_MAX_BYTES: usize = 256 << 20;
 
@@ -33,7 +50,11 @@ pub struct ChunkHeader {
     pub record_count: u32,
     /// Bytes of records after the header (padding excluded).
     pub payload_len: u32,
+    /// The payload's check value: the first four bytes (little-endian) of its checksum by
+    /// `checksum` (for CRC32, the CRC itself).
     pub payload_crc: u32,
+    /// The algorithm of the payload check value and of every record's checksum.
+    pub checksum: Algorithm,
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -68,7 +89,8 @@ impl ChunkHeader {
         let mut b = [0u8; CHUNK_HEADER_BYTES];
         b[0..4].copy_from_slice(&WAL_CHUNK_MAGIC.to_le_bytes());
         b[4..6].copy_from_slice(&WAL_FORMAT_VERSION.to_le_bytes());
-        // 6..8: flags, reserved, zero.
+        b[6] = self.checksum.id();
+        // 7: flags, reserved, zero.
         b[8..16].copy_from_slice(&self.segment_first_lsn.to_le_bytes());
         b[16..24].copy_from_slice(&self.first_lsn.to_le_bytes());
         b[24..28].copy_from_slice(&self.record_count.to_le_bytes());
@@ -96,17 +118,25 @@ impl ChunkHeader {
             return Err(CorruptReason::HeaderChecksum { stored, computed });
         }
         let version = u16_at(b, 4);
-        if version != WAL_FORMAT_VERSION || u16_at(b, 6) != 0 {
+        if !(WAL_FORMAT_VERSION_MIN..=WAL_FORMAT_VERSION).contains(&version) || b[7] != 0 {
             return Err(CorruptReason::BadVersion { found: version });
         }
+        let checksum = match (version, b[6]) {
+            (1, 0) => Algorithm::Crc32,
+            (1, _) => return Err(CorruptReason::BadVersion { found: version }),
+            (_, id) => Algorithm::from_id(id).map_err(|_| CorruptReason::RecordFraming {
+                detail: "unknown checksum algorithm id",
+            })?,
+        };
         let h = ChunkHeader {
             segment_first_lsn: u64_at(b, 8),
             first_lsn: u64_at(b, 16),
             record_count: u32_at(b, 24),
             payload_len: u32_at(b, 28),
             payload_crc: u32_at(b, 32),
+            checksum,
         };
-        let min_payload = u64::from(h.record_count) * RECORD_HEADER_BYTES as u64;
+        let min_payload = u64::from(h.record_count) * record_header_bytes(checksum) as u64;
         if h.record_count == 0 || u64::from(h.payload_len) < min_payload {
             return Err(CorruptReason::RecordFraming {
                 detail: "record count does not fit the payload length",
@@ -126,24 +156,64 @@ pub const fn chunk_len_bytes(payload_len: usize) -> usize {
     align_up(CHUNK_HEADER_BYTES + payload_len)
 }
 
-/// Bytes one record adds to a chunk's payload.
-pub const fn record_encoded_len(payload_len: usize) -> usize {
-    RECORD_HEADER_BYTES + payload_len
+/// Bytes one record adds to a chunk's payload under `algorithm`.
+pub const fn record_encoded_len(algorithm: Algorithm, payload_len: usize) -> usize {
+    record_header_bytes(algorithm) + payload_len
 }
 
-fn record_crc(header_without_crc: &[u8], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(header_without_crc);
-    h.update(payload);
-    h.finalize()
+/// The checksum field of `parts` by `algorithm`: CRC32 little-endian (as v1 stored it), other
+/// algorithms their digest bytes. Returns the field and its length.
+fn checksum_field(algorithm: Algorithm, parts: &[&[u8]]) -> ([u8; DIGEST_BYTES_MAX], usize) {
+    let mut out = [0u8; DIGEST_BYTES_MAX];
+    if algorithm == Algorithm::Crc32 {
+        let mut h = crc32fast::Hasher::new();
+        for p in parts {
+            h.update(p);
+        }
+        out[..4].copy_from_slice(&h.finalize().to_le_bytes());
+        return (out, 4);
+    }
+    let mut h = algorithm.hasher();
+    for p in parts {
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let len = digest.as_bytes().len();
+    out[..len].copy_from_slice(digest.as_bytes());
+    (out, len)
 }
 
-/// Encodes a whole chunk, padded to a multiple of [`BLOCK_SIZE`]. `records` are
-/// `(kind, payload)` pairs; they get LSNs `first_lsn..`.
+/// The check value of a checksum field (what errors report): its first four bytes, LE.
+fn check_value(field: &[u8]) -> u32 {
+    u32_at(field, 0)
+}
+
+/// The payload check value a chunk header keeps.
+fn payload_check(algorithm: Algorithm, payload: &[u8]) -> u32 {
+    let (field, _) = checksum_field(algorithm, &[payload]);
+    check_value(&field)
+}
+
+/// Encodes a whole chunk with CRC32 checksums (the default); see [`encode_chunk_with`].
 pub fn encode_chunk(segment_first_lsn: u64, first_lsn: u64, records: &[(u8, &[u8])]) -> Vec<u8> {
+    encode_chunk_with(Algorithm::Crc32, segment_first_lsn, first_lsn, records)
+}
+
+/// Encodes a whole chunk, padded to a multiple of [`BLOCK_SIZE`], its records checksummed by
+/// `algorithm`. `records` are `(kind, payload)` pairs; they get LSNs `first_lsn..`.
+pub fn encode_chunk_with(
+    algorithm: Algorithm,
+    segment_first_lsn: u64,
+    first_lsn: u64,
+    records: &[(u8, &[u8])],
+) -> Vec<u8> {
     assert!(!records.is_empty(), "a chunk holds at least one record");
     assert!(first_lsn > 0, "LSN 0 means 'none'");
-    let payload_len: usize = records.iter().map(|r| record_encoded_len(r.1.len())).sum();
+    let header_bytes = record_header_bytes(algorithm);
+    let payload_len: usize = records
+        .iter()
+        .map(|r| record_encoded_len(algorithm, r.1.len()))
+        .sum();
     assert!(
         payload_len <= u32::MAX as usize,
         "chunk payload bounded by the batch limit"
@@ -152,13 +222,14 @@ pub fn encode_chunk(segment_first_lsn: u64, first_lsn: u64, records: &[(u8, &[u8
     buf.resize(CHUNK_HEADER_BYTES, 0);
     for (i, (kind, payload)) in records.iter().enumerate() {
         assert!(payload.len() <= RECORD_PAYLOAD_MAX_BYTES);
-        let mut rh = [0u8; RECORD_HEADER_BYTES];
-        rh[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        rh[4..12].copy_from_slice(&(first_lsn + i as u64).to_le_bytes());
-        rh[12] = *kind;
-        let crc = record_crc(&rh[0..13], payload);
-        rh[13..17].copy_from_slice(&crc.to_le_bytes());
-        buf.extend_from_slice(&rh);
+        let mut fixed = [0u8; RECORD_FIXED_BYTES];
+        fixed[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        fixed[4..12].copy_from_slice(&(first_lsn + i as u64).to_le_bytes());
+        fixed[12] = *kind;
+        let (field, field_len) = checksum_field(algorithm, &[&fixed, payload]);
+        assert_eq!(RECORD_FIXED_BYTES + field_len, header_bytes);
+        buf.extend_from_slice(&fixed);
+        buf.extend_from_slice(&field[..field_len]);
         buf.extend_from_slice(payload);
     }
     let header = ChunkHeader {
@@ -166,7 +237,8 @@ pub fn encode_chunk(segment_first_lsn: u64, first_lsn: u64, records: &[(u8, &[u8
         first_lsn,
         record_count: records.len() as u32,
         payload_len: payload_len as u32,
-        payload_crc: crc32fast::hash(&buf[CHUNK_HEADER_BYTES..]),
+        payload_crc: payload_check(algorithm, &buf[CHUNK_HEADER_BYTES..]),
+        checksum: algorithm,
     };
     buf[..CHUNK_HEADER_BYTES].copy_from_slice(&header.encode());
     buf.resize(chunk_len_bytes(payload_len), 0);
@@ -181,7 +253,7 @@ pub fn decode_payload(h: &ChunkHeader, payload: &[u8]) -> Result<Vec<WalRecord>,
             detail: "payload length differs from the header",
         });
     }
-    let computed = crc32fast::hash(payload);
+    let computed = payload_check(h.checksum, payload);
     if computed != h.payload_crc {
         return Err(CorruptReason::PayloadChecksum {
             stored: h.payload_crc,
@@ -191,8 +263,8 @@ pub fn decode_payload(h: &ChunkHeader, payload: &[u8]) -> Result<Vec<WalRecord>,
     let mut records = Vec::with_capacity(h.record_count as usize);
     let mut at = 0usize;
     for i in 0..u64::from(h.record_count) {
-        let rec = decode_record_at(payload, at, h.first_lsn + i)?;
-        at += record_encoded_len(rec.payload.len());
+        let rec = decode_record_at(h.checksum, payload, at, h.first_lsn + i)?;
+        at += record_encoded_len(h.checksum, rec.payload.len());
         records.push(rec);
     }
     if at != payload.len() {
@@ -203,10 +275,17 @@ pub fn decode_payload(h: &ChunkHeader, payload: &[u8]) -> Result<Vec<WalRecord>,
     Ok(records)
 }
 
-/// Decodes the record at byte `at` of a payload, which must carry LSN `lsn`.
-pub fn decode_record_at(payload: &[u8], at: usize, lsn: u64) -> Result<WalRecord, CorruptReason> {
+/// Decodes the record at byte `at` of a payload, which must carry LSN `lsn` and a checksum by
+/// `algorithm`.
+pub fn decode_record_at(
+    algorithm: Algorithm,
+    payload: &[u8],
+    at: usize,
+    lsn: u64,
+) -> Result<WalRecord, CorruptReason> {
+    let header_bytes = record_header_bytes(algorithm);
     let rest = payload.get(at..).unwrap_or(&[]);
-    if rest.len() < RECORD_HEADER_BYTES {
+    if rest.len() < header_bytes {
         return Err(CorruptReason::RecordFraming {
             detail: "record header cut short",
         });
@@ -219,19 +298,19 @@ pub fn decode_record_at(payload: &[u8], at: usize, lsn: u64) -> Result<WalRecord
             found: found_lsn,
         });
     }
-    if len > RECORD_PAYLOAD_MAX_BYTES || rest.len() - RECORD_HEADER_BYTES < len {
+    if len > RECORD_PAYLOAD_MAX_BYTES || rest.len() - header_bytes < len {
         return Err(CorruptReason::RecordFraming {
             detail: "record length past the end of the chunk",
         });
     }
-    let body = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len];
-    let stored = u32_at(rest, 13);
-    let computed = record_crc(&rest[0..13], body);
-    if stored != computed {
+    let body = &rest[header_bytes..header_bytes + len];
+    let stored = &rest[RECORD_FIXED_BYTES..header_bytes];
+    let (field, field_len) = checksum_field(algorithm, &[&rest[0..RECORD_FIXED_BYTES], body]);
+    if *stored != field[..field_len] {
         return Err(CorruptReason::RecordChecksum {
             lsn,
-            stored,
-            computed,
+            stored: check_value(stored),
+            computed: check_value(&field),
         });
     }
     Ok(WalRecord {
@@ -257,8 +336,8 @@ pub fn inspect_payload(h: &ChunkHeader, payload: &[u8]) -> Vec<RecordIssue> {
     let mut at = 0usize;
     for i in 0..u64::from(h.record_count) {
         let lsn = h.first_lsn + i;
-        match decode_record_at(payload, at, lsn) {
-            Ok(rec) => at += record_encoded_len(rec.payload.len()),
+        match decode_record_at(h.checksum, payload, at, lsn) {
+            Ok(rec) => at += record_encoded_len(h.checksum, rec.payload.len()),
             Err(reason @ CorruptReason::RecordChecksum { .. }) => {
                 issues.push(RecordIssue {
                     payload_offset: at,
@@ -267,7 +346,7 @@ pub fn inspect_payload(h: &ChunkHeader, payload: &[u8]) -> Vec<RecordIssue> {
                 });
                 // The length field is covered by the failed checksum but is our best guess.
                 let len = u32_at(&payload[at..], 0) as usize;
-                at += record_encoded_len(len);
+                at += record_encoded_len(h.checksum, len);
             }
             Err(reason) => {
                 issues.push(RecordIssue {

@@ -50,9 +50,13 @@ pub use config::{
 };
 pub use error::{CorruptReason, WalError};
 // Issue 10: the archiver and point-in-time recovery read and write chunks themselves.
-pub use frame::{chunk_len_bytes, decode_payload, encode_chunk, ChunkHeader, CHUNK_HEADER_BYTES};
+pub use frame::{
+    chunk_len_bytes, decode_payload, encode_chunk, encode_chunk_with, record_header_bytes,
+    ChunkHeader, CHUNK_HEADER_BYTES,
+};
 pub use frame::{WalRecord, RECORD_PAYLOAD_MAX_BYTES};
 pub use lost::{LOST_FORMAT_VERSION, LOST_MAGIC};
+pub use mantis_integrity::Algorithm as ChecksumAlgorithm;
 pub use recovery::{RecoveryReport, RepairReport};
 pub use scan::Problem;
 pub use segment::{segment_file_name, SPARE_SUFFIX, TEMP_SUFFIX};

@@ -37,8 +37,8 @@ pub(crate) struct Pending {
 pub type DurableHook = Box<dyn FnOnce(u64)>;
 
 impl Pending {
-    pub fn cost_bytes(&self) -> usize {
-        record_encoded_len(self.payload.len())
+    pub fn cost_bytes(&self, checksum: mantis_integrity::Algorithm) -> usize {
+        record_encoded_len(checksum, self.payload.len())
     }
 }
 
@@ -291,7 +291,7 @@ impl Wal {
 
     fn enqueue(&self, p: Pending) {
         let mut q = self.queue.borrow_mut();
-        let cost = p.cost_bytes();
+        let cost = p.cost_bytes(self.cfg.checksum);
         q.urgent += usize::from(!p.deferred);
         // Arrival order is kept: nobody overtakes a blocked appender.
         let fits = q.pending.is_empty() || q.pending_bytes + cost <= self.cfg.pending_bytes_max;

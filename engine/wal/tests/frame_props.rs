@@ -69,6 +69,7 @@ fn forged_lengths_are_refused() {
         record_count: 3,
         payload_len: u32::MAX,
         payload_crc: 0,
+        checksum: mantis_wal::ChecksumAlgorithm::Crc32,
     };
     let mut buf = h.encode().to_vec();
     buf.resize(BLOCK_SIZE, 0xff);

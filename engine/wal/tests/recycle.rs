@@ -57,6 +57,7 @@ fn cfg() -> WalConfig {
         pending_bytes_max: 32 * 1024,
         spare_segments_max: 2,
         repair: false,
+        ..WalConfig::default()
     }
 }
 

@@ -133,6 +133,7 @@ impl Shard {
         // The frozen memtable is never mutated again, so iterating it across awaits is sound;
         // entries are cloned one at a time to keep memory flat.
         let mut cursor: Option<Vec<u8>> = None;
+        let mut pacer = mantis_storage::rt::BackgroundPacer::new();
         loop {
             let next: Option<Entry> = {
                 let m = mem.borrow();
@@ -153,7 +154,7 @@ impl Shard {
                 .await
                 .map_err(|e| EngineError::table(self.id, e))?;
             cursor = Some(e.key);
-            glommio::yield_if_needed().await;
+            pacer.step().await;
         }
         let live = self.seal_segment(writer, id, lsn_max).await?;
         let r = live.r.clone();
@@ -292,6 +293,7 @@ impl Shard {
         let mut writer: Option<SegmentWriter> = None;
         let now = now_ms();
         let lsn_max = inputs.iter().map(|s| s.r.lsn_max).max().unwrap_or(0);
+        let mut pacer = mantis_storage::rt::BackgroundPacer::new();
         while let Some(entry) = merger.next().await? {
             let kind = match entry.kind {
                 EntryKind::Delete if plan.drop_tombstones => continue,
@@ -321,7 +323,8 @@ impl Shard {
             })
             .await
             .map_err(|e| EngineError::table(self.id, e))?;
-            glommio::yield_if_needed().await;
+            // Issue 7: a step of at most rt::BACKGROUND_STEP_MAX, then the foreground goes.
+            pacer.step().await;
         }
         let output = match writer {
             Some(w) => {

@@ -179,6 +179,7 @@ impl Shard {
         let wal_cfg = WalConfig {
             segment_size_bytes: cfg.wal_segment_bytes,
             repair: cfg.repair_wal,
+            checksum: cfg.wal_checksum,
             ..WalConfig::default()
         };
         let (wal, report) = Wal::open(

@@ -28,6 +28,7 @@ pub fn small_cfg() -> WalConfig {
         pending_bytes_max: 32 * 1024,
         spare_segments_max: 2,
         repair: false,
+        checksum: mantis_wal::ChecksumAlgorithm::Crc32,
     }
 }
 
