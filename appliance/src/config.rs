@@ -201,6 +201,9 @@ pub struct Cli {
     /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
     #[command(flatten)]
     pub storage: crate::integrity_config::StorageFlags,
+    /// Issue 9: `[locks]` flags (`--locks-*`, `MANTIS_LOCKS_*`).
+    #[command(flatten)]
+    pub locks: crate::lock_config::LockFlags,
 }
 
 /// The TOML file: the same keys as the flags, all optional.
@@ -254,6 +257,9 @@ pub struct FileConfig {
     /// `[[backup_schedule]]`: cron-scheduled backups with retention (issue 10).
     #[serde(default)]
     pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
+    /// `[locks]`: every shard's lock manager (issue 9).
+    #[serde(default)]
+    pub locks: crate::lock_config::LockSection,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -299,6 +305,8 @@ pub struct Config {
     pub multi_queued_commands_max: usize,
     /// `[[backup_schedule]]` of the file, checked (issue 10).
     pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
+    /// `[locks]` resolved (issue 9): handed to `mantis_sql::txlock::configure` at start-up.
+    pub locks: mantis_lock::LockConfig,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -342,6 +350,7 @@ impl Config {
             .or(file.idle_timeout_secs)
             .unwrap_or(300);
         let config = Config {
+            locks: crate::lock_config::resolve(cli.locks, file.locks)?,
             rpo: crate::rpo::checked(&file.rpo)?,
             monitor: file.monitor.clone(),
             backup_schedule: checked_schedules(file.backup_schedule)?,

@@ -198,6 +198,10 @@ const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the daemon until a signal; returns once the engine is shut down.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let signals = start_signal_thread()?;
+    // Issue 9: before any shard builds its lock manager (lazily, on its first lock).
+    if !mantis_sql::txlock::configure(config.locks.clone()) {
+        tracing::warn!("lock configuration already set in this process; [locks] ignored");
+    }
     let watchdog = sd_notify::watchdog_enabled();
     notify(&[NotifyState::Status("binding listeners")]);
     let mut resp = ListenerSet::bind_first("resp_addr", config.resp_addr)?;

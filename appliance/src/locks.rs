@@ -37,7 +37,7 @@ pub fn start_shard(shared: &Arc<Shared>) {
     if EngineHandle::current_shard() != Some(0) || engine.shard_count() < 2 {
         return;
     }
-    let interval_ms = mantis_lock::LockConfig::default().detect_interval_ms.max(1);
+    let interval_ms = mantis_sql::txlock::configured().detect_interval_ms.max(1);
     INTERVAL_MS.store(interval_ms, Ordering::Relaxed);
     let shared = Arc::clone(shared);
     glommio::spawn_local(async move {

@@ -29,6 +29,14 @@ fn metrics_pass_promtool_and_export_as_json_and_text() {
     let d = Daemon::start(Options::default());
     assert_eq!(d.cli(&["SET", "k", "v"]), "OK");
     assert_eq!(d.cli(&["GET", "k"]), "v");
+    // Issue 9: one MSET over keys of both shards is a two-phase commit.
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..16 {
+        mset.push(format!("tpc{i}"));
+        mset.push("x".into());
+    }
+    let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(d.cli(&args), "OK");
     let r = d.http("GET", "/metrics", &[], b"");
     assert_eq!(r.status, 200);
     let text = r.text();
@@ -38,9 +46,33 @@ fn metrics_pass_promtool_and_export_as_json_and_text() {
         "mantis_disk_free_bytes",
         "mantis_wal_syncs_total",
         "mantis_health_status",
+        "mantis_twopc_prepared_total",
+        "mantis_twopc_committed_total",
+        "mantis_twopc_aborted_total",
+        "mantis_twopc_in_doubt_resolved_total",
+        "mantis_twopc_prepared",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    // Both shards prepared and committed it; nothing aborted, nothing left in doubt.
+    let per_shard = |family: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        per_shard("mantis_twopc_prepared_total"),
+        vec![1.0, 1.0],
+        "{text}"
+    );
+    assert_eq!(per_shard("mantis_twopc_committed_total"), vec![1.0, 1.0]);
+    assert_eq!(per_shard("mantis_twopc_aborted_total"), vec![0.0, 0.0]);
+    assert_eq!(
+        per_shard("mantis_twopc_in_doubt_resolved_total"),
+        vec![0.0, 0.0]
+    );
+    assert_eq!(per_shard("mantis_twopc_prepared"), vec![0.0, 0.0]);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -309,6 +309,8 @@ pub async fn refresh_metrics(shared: &Shared) {
             let samples: Vec<ShardSample> = stats.iter().map(sample).collect();
             shared.metrics.record_shards(&samples);
             shared.metrics.integrity.record(&stats);
+            // Issue 9: two-phase-commit counters.
+            crate::twopc_metrics::record(shared.metrics.registry(), &stats);
         }
         Err(reason) => tracing::warn!(%reason, "metrics refresh without engine statistics"),
     }

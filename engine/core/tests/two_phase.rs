@@ -182,6 +182,54 @@ fn crash_at(stop: TpcStop, seed: u64, skip_coordinator: bool) -> Option<u64> {
     found
 }
 
+/// Issue 9: the 2PC counters of `ShardStats` (exported as `mantis_twopc_*`): a committed
+/// batch counts a prepare and a commit on every participant; txns prepared everywhere when
+/// the coordinator died are counted as resolved in doubt (and aborted) after the restart.
+#[test]
+fn shard_stats_count_prepares_commits_and_in_doubt_resolutions() {
+    let sim = SimStorage::new(51);
+    let cfg = sim_config(&sim, SHARDS);
+    let engine = open(&cfg);
+    let h = engine.handle();
+    let keys = spread_keys(&h, "k", 5, None);
+    block_on(h.write_batch(puts(&keys, 1))).unwrap();
+    for s in block_on(h.stats()).unwrap() {
+        let t = s.twopc;
+        assert_eq!(
+            (t.prepared_total, t.committed_total, t.aborted_total),
+            (1, 1, 0),
+            "shard {}",
+            s.shard
+        );
+        assert_eq!((t.in_doubt_resolved_total, t.prepared_now), (0, 0));
+    }
+    block_on(h.write_batch_stopping(puts(&keys, 2), TpcStop::AfterPreparing(SHARDS))).unwrap();
+    for s in block_on(h.stats()).unwrap() {
+        assert_eq!(
+            s.twopc.prepared_now, 1,
+            "shard {} holds the prepared txn",
+            s.shard
+        );
+        assert_eq!(s.twopc.prepared_total, 2);
+    }
+    engine.abandon();
+    sim.crash();
+    let engine = open(&cfg);
+    let h = engine.handle();
+    for s in block_on(h.stats()).unwrap() {
+        let t = s.twopc;
+        assert_eq!(t.in_doubt_resolved_total, 1, "shard {}", s.shard);
+        assert_eq!(
+            (t.aborted_total, t.prepared_now),
+            (1, 0),
+            "shard {}",
+            s.shard
+        );
+    }
+    assert_eq!(common_version(&h, &keys, "after restart"), Some(1));
+    engine.shutdown().unwrap();
+}
+
 #[test]
 fn crash_after_prepare_on_some_shards_aborts() {
     for skip in [false, true] {

@@ -15,6 +15,7 @@ mod pool;
 mod profile;
 mod resource;
 mod state;
+mod table;
 mod tasks;
 
 pub use config::{CostWeights, DetectAlgorithm, LockConfig, VictimStrategy};

@@ -145,15 +145,7 @@ impl LockManager {
         let step = self.with(|st| st.acquire(txn, resource, mode))?;
         Ok(match step {
             Step::Granted => Acquire::Granted,
-            Step::Queued(r) => {
-                let generation = self.inner.borrow().requests.generation(r);
-                Acquire::Wait(LockWait {
-                    mgr: self.clone(),
-                    req: r,
-                    generation,
-                    finished: false,
-                })
-            }
+            Step::Queued(r) => Acquire::Wait(self.wait_for(r)),
         })
     }
 
@@ -177,10 +169,42 @@ impl LockManager {
         resource: ResourceId,
         mode: LockMode,
     ) -> Result<(), LockError> {
-        for ancestor in resource.ancestors().into_iter().flatten() {
-            self.lock(txn, ancestor, mode.intention()).await?;
+        let [db, table] = resource.ancestors();
+        let chain = [
+            db.map(|r| (r, mode.intention())),
+            table.map(|r| (r, mode.intention())),
+            Some((resource, mode)),
+        ];
+        // Fast path: the whole chain under one borrow while every step is granted at once
+        // (one `with`, no future or `Acquire` per level); the first step that queues is
+        // awaited, and the rest of the chain then goes one lock at a time.
+        let queued = self.with(|st| {
+            for (i, (r, m)) in chain.iter().flatten().enumerate() {
+                if let Step::Queued(req) = st.acquire(txn, *r, *m)? {
+                    return Ok(Some((i, req)));
+                }
+            }
+            Ok::<_, LockError>(None)
+        })?;
+        let Some((queued_at, req)) = queued else {
+            return Ok(());
+        };
+        self.wait_for(req).await?;
+        for (r, m) in chain.iter().flatten().skip(queued_at + 1) {
+            self.lock(txn, *r, *m).await?;
         }
-        self.lock(txn, resource, mode).await
+        Ok(())
+    }
+
+    /// The future of queued request `req`.
+    fn wait_for(&self, req: u32) -> LockWait {
+        let generation = self.inner.borrow().requests.generation(req);
+        LockWait {
+            mgr: self.clone(),
+            req,
+            generation,
+            finished: false,
+        }
     }
 
     /// Releases every lock of `txn` and forgets it (COMMIT / ROLLBACK). Returns locks released.

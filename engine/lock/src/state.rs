@@ -2,7 +2,6 @@
 //! Everything here runs under one `RefCell` borrow; wakers are collected in `wake_buf` and
 //! woken by the caller after the borrow ends (a woken task may run and re-enter at once).
 
-use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
@@ -14,6 +13,7 @@ use crate::mode::{LockMode, MODE_COUNT};
 use crate::pool::Pool;
 use crate::profile::{AdaptiveTimeout, LockEvent, LockEventKind, Profiler};
 use crate::resource::{ResourceId, TxnId};
+use crate::table::{Probe, SlotTable};
 
 #[derive(Default, Debug)]
 pub(crate) enum Outcome {
@@ -111,8 +111,8 @@ pub(crate) struct State {
     pub(crate) heads: Pool<Head>,
     pub(crate) requests: Pool<Request>,
     pub(crate) txns: Pool<Txn>,
-    pub(crate) by_resource: FxHashMap<ResourceId, u32>,
-    pub(crate) by_txn: FxHashMap<TxnId, u32>,
+    pub(crate) by_resource: SlotTable<ResourceId>,
+    pub(crate) by_txn: SlotTable<TxnId>,
     /// (txn slot, head) → request, for heads with more than `HELD_SCAN_MAX` holders: finds a
     /// transaction's own lock without scanning them (a database IS lock can have thousands).
     pub(crate) held_index: FxHashMap<(u32, u32), u32>,
@@ -143,8 +143,8 @@ impl State {
             heads: Pool::new(config.resources_max),
             requests: Pool::new(config.requests_max),
             txns: Pool::new(config.txns_max),
-            by_resource: FxHashMap::default(),
-            by_txn: FxHashMap::default(),
+            by_resource: SlotTable::default(),
+            by_txn: SlotTable::default(),
             held_index: FxHashMap::default(),
             last_txn: None,
             counters: Counters::default(),
@@ -170,14 +170,20 @@ impl State {
     }
 
     pub(crate) fn register_txn(&mut self, txn: TxnId, start_seq: u64) -> Result<u32, LockError> {
-        if let Some(&t) = self.by_txn.get(&txn) {
-            return Ok(t);
+        match self.by_txn.probe(&txn) {
+            Probe::Found(t) => Ok(t),
+            Probe::Vacant(index) => self.register_new_txn(index, txn, start_seq),
         }
-        self.register_new_txn(txn, start_seq)
     }
 
-    /// Registers `txn`, known not to be registered yet.
-    fn register_new_txn(&mut self, txn: TxnId, start_seq: u64) -> Result<u32, LockError> {
+    /// Registers `txn`, known not to be registered yet, at the vacant `index` of `by_txn`
+    /// (one probe of the map per new transaction: it is a third of a one-lock transaction).
+    fn register_new_txn(
+        &mut self,
+        index: usize,
+        txn: TxnId,
+        start_seq: u64,
+    ) -> Result<u32, LockError> {
         let t = self
             .txns
             .alloc()
@@ -191,13 +197,13 @@ impl State {
         rec.start_seq = start_seq;
         rec.work = 0;
         rec.aborted = None;
-        let before = self.by_txn.insert(txn, t);
-        assert!(before.is_none(), "txn {txn} registered twice");
+        self.by_txn.insert_vacant(index, txn, t);
         self.last_txn = Some((txn, t));
         Ok(t)
     }
 
     /// The slot of a registered transaction.
+    #[inline]
     pub(crate) fn txn_slot(&mut self, txn: TxnId) -> Option<u32> {
         if let Some((id, t)) = self.last_txn {
             if id == txn {
@@ -226,6 +232,7 @@ impl State {
     }
 
     /// `t`'s granted request on head `h`, if it holds one.
+    #[inline]
     pub(crate) fn find_held(&self, t: u32, h: u32) -> Option<u32> {
         let head = &self.heads[h];
         if head.indexed {
@@ -238,10 +245,11 @@ impl State {
             .find(|&r| self.requests[r].txn == t)
     }
 
+    #[inline]
     fn head_slot(&mut self, resource: ResourceId) -> Result<u32, LockError> {
-        match self.by_resource.entry(resource) {
-            Entry::Occupied(e) => Ok(*e.get()),
-            Entry::Vacant(v) => {
+        match self.by_resource.probe(&resource) {
+            Probe::Found(h) => Ok(h),
+            Probe::Vacant(index) => {
                 let Some(h) = self.heads.alloc() else {
                     return Err(LockError::Capacity {
                         shard: self.config.shard,
@@ -257,12 +265,13 @@ impl State {
                 head.resource = resource;
                 head.counts = [0; MODE_COUNT];
                 head.indexed = false;
-                v.insert(h);
+                self.by_resource.insert_vacant(index, resource, h);
                 Ok(h)
             }
         }
     }
 
+    #[inline]
     fn free_head_if_idle(&mut self, h: u32) {
         let head = &self.heads[h];
         if head.granted.is_empty() && head.waiting.is_empty() {
@@ -276,6 +285,7 @@ impl State {
         }
     }
 
+    #[inline]
     fn new_request(&mut self, t: u32, h: u32, mode: LockMode) -> Result<u32, LockError> {
         let Some(r) = self.requests.alloc() else {
             self.free_head_if_idle(h);
@@ -297,6 +307,7 @@ impl State {
         Ok(r)
     }
 
+    #[inline]
     fn add_granted(&mut self, r: u32) {
         let (t, h, mode) = {
             let rq = &self.requests[r];
@@ -339,9 +350,15 @@ impl State {
         resource: ResourceId,
         mode: LockMode,
     ) -> Result<Step, LockError> {
-        let t = match self.txn_slot(txn) {
-            Some(t) => t,
-            None => self.register_new_txn(txn, txn.0)?,
+        let t = match self.last_txn {
+            Some((id, t)) if id == txn => t,
+            _ => match self.by_txn.probe(&txn) {
+                Probe::Found(t) => {
+                    self.last_txn = Some((txn, t));
+                    t
+                }
+                Probe::Vacant(index) => self.register_new_txn(index, txn, txn.0)?,
+            },
         };
         if let Some(err) = &self.txns[t].aborted {
             return Err(err.clone());

@@ -24,6 +24,30 @@ const DATABASE_ID: u32 = 0;
 /// within `detect_interval_ms` regardless, so the timeout is only the backstop.
 const SQL_LOCK_TIMEOUT_MIN_US: u64 = 2_000_000;
 
+/// The lock configuration every shard's manager is built from, set once at start-up by
+/// `configure` (mantisd's `[locks]`) before any shard takes a lock; `default_config` if never.
+static CONFIGURED: std::sync::OnceLock<LockConfig> = std::sync::OnceLock::new();
+
+/// The SQL layer's defaults: the lock manager's, with the SQL timeout floor.
+pub fn default_config() -> LockConfig {
+    LockConfig {
+        timeout_min_us: SQL_LOCK_TIMEOUT_MIN_US,
+        ..LockConfig::default()
+    }
+}
+
+/// Sets the configuration of every shard's lock manager (SQL row locks and the RESP/HTTP
+/// transaction locks share them). Call once, before the shards start: a manager already
+/// built keeps its configuration. Returns false (and changes nothing) if already set.
+pub fn configure(config: LockConfig) -> bool {
+    CONFIGURED.set(config).is_ok()
+}
+
+/// The configuration shards use (the configured one, else `default_config`).
+pub fn configured() -> LockConfig {
+    CONFIGURED.get().cloned().unwrap_or_else(default_config)
+}
+
 thread_local! {
     static SHARD_LOCKS: RefCell<Option<LockManager>> = const { RefCell::new(None) };
     static TXN_COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -40,8 +64,7 @@ pub fn shard_locks() -> LockManager {
         let shard = EngineHandle::current_shard().unwrap_or(0) as u32;
         let m = LockManager::new(LockConfig {
             shard,
-            timeout_min_us: SQL_LOCK_TIMEOUT_MIN_US,
-            ..LockConfig::default()
+            ..configured()
         });
         let ticker = m.clone();
         let interval = Duration::from_millis(ticker.config().detect_interval_ms.max(1));

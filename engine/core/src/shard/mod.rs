@@ -103,6 +103,8 @@ pub struct ShardStats {
     pub last_corruption: Option<crate::scrub::CorruptionEvent>,
     /// Bytes by codec, cold fraction, recompression work.
     pub compression: crate::cold::CompressionStats,
+    /// Issue 9: two-phase commit as a participant.
+    pub twopc: crate::twopc::TpcStats,
 }
 
 pub(crate) struct Shard {
@@ -304,6 +306,7 @@ impl Shard {
             corruption_events_by_site: *self.integrity.events_by_site.borrow(),
             last_corruption: self.integrity.last_event.borrow().clone(),
             compression: crate::cold::stats(self),
+            twopc: self.tpc.stats(),
         }
     }
 

@@ -87,9 +87,39 @@ pub(crate) struct ShardTpc {
     /// Issue 10: holds new Decisions back while a checkpoint cuts every shard
     /// (`checkpoint::barrier`).
     pub cut_gate: crate::checkpoint::barrier::CutGate,
+    /// Prepared transactions found undecided at restart and resolved (committed or aborted)
+    /// by `recovery::resolve_in_doubt`, on this participant.
+    pub in_doubt_resolved: Cell<u64>,
+}
+
+/// One shard's two-phase-commit counters, as a participant (for `ShardStats` and
+/// `/metrics`). Counted since the process started; `prepared_now` is a gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TpcStats {
+    /// Prepare records written (the shard voted commit).
+    pub prepared_total: u64,
+    /// Commits applied, at run time or when an in-doubt txn was resolved.
+    pub committed_total: u64,
+    /// Prepared transactions aborted (a participant voted abort, or resolution found no
+    /// decision).
+    pub aborted_total: u64,
+    /// In-doubt transactions resolved at restart (included in committed/aborted too).
+    pub in_doubt_resolved_total: u64,
+    /// Prepared and undecided now.
+    pub prepared_now: u64,
 }
 
 impl ShardTpc {
+    pub fn stats(&self) -> TpcStats {
+        TpcStats {
+            prepared_total: self.prepares.get(),
+            committed_total: self.commits.get(),
+            aborted_total: self.aborts.get(),
+            in_doubt_resolved_total: self.in_doubt_resolved.get(),
+            prepared_now: self.prepared.borrow().len() as u64,
+        }
+    }
+
     /// Whether a key is written by a prepared transaction.
     pub fn is_prepared_key(&self, key: &[u8]) -> bool {
         self.prepared_keys.borrow().contains_key(key)

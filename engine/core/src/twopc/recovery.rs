@@ -158,14 +158,24 @@ pub(crate) async fn resolve_in_doubt(handle: &EngineHandle) -> Result<ResolveRep
             Some(at_ms) => {
                 handle
                     .call_on(shard, move |s| async move {
-                        s.tpc_commit(txn, at_ms, None).await
+                        s.tpc_commit(txn, at_ms, None).await?;
+                        s.tpc
+                            .in_doubt_resolved
+                            .set(s.tpc.in_doubt_resolved.get() + 1);
+                        Ok::<_, crate::error::EngineError>(())
                     })
                     .await??;
                 report.committed += 1;
             }
             None => {
                 handle
-                    .call_on(shard, move |s| async move { s.tpc_abort(txn).await })
+                    .call_on(shard, move |s| async move {
+                        s.tpc_abort(txn).await?;
+                        s.tpc
+                            .in_doubt_resolved
+                            .set(s.tpc.in_doubt_resolved.get() + 1);
+                        Ok::<_, crate::error::EngineError>(())
+                    })
                     .await??;
                 report.aborted += 1;
             }
