@@ -484,6 +484,28 @@ impl EngineHandle {
         self.call(shard, f).await
     }
 
+    /// Builds a visitor with `make` on shard `shard`, feeds it every live entry of `range`
+    /// held there, in key order, and returns its result (issue 6: scans that filter and
+    /// aggregate on the owning shard, so only their partial results cross shards).
+    pub async fn scan_visit_on<V, M>(
+        &self,
+        shard: usize,
+        range: ScanRange,
+        make: M,
+    ) -> Result<V::Output>
+    where
+        V: crate::shard::ScanVisitor + 'static,
+        M: FnOnce() -> V + Send + 'static,
+    {
+        self.run_on_shard(shard, move |s| async move {
+            let mut v = make();
+            s.scan_visit(&range, &mut |k: &[u8], val: &[u8]| v.visit(k, val))
+                .await?;
+            Ok(v.finish())
+        })
+        .await?
+    }
+
     /// [`EngineHandle::get_entry`] on an explicit shard (keys placed there by their owner
     /// rather than by their own hash).
     pub async fn get_on(&self, shard: usize, key: Vec<u8>) -> Result<Option<ValueEntry>> {

@@ -28,4 +28,5 @@ pub use event::now_ms;
 pub use mantis_table::{zstd_level_range, KeyspaceCodec, TableError, KEYSPACE_CODECS_MAX};
 pub use mantis_table::{CachePolicy, ChecksumAlgorithm, Codec};
 pub use shard::write::{expiry_from_ttl, ValueEntry, WriteOp};
+pub use shard::ScanVisitor;
 pub use shard::{ScanRange, ShardStats};

@@ -105,7 +105,22 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
             pushed_scans.insert(scan as *const Plan as usize);
         }
     }
+    // Aggregates over row tables that run as partial aggregates on every shard (issue 6):
+    // their scans are not read into rows either.
+    let mut row_aggs = Vec::new();
+    crate::rowagg::candidates(plan, &mut row_aggs);
+    for agg in row_aggs {
+        if let (Some(p), Some(scan)) = (crate::rowagg::analyze(agg), crate::rowagg::scan_of(agg)) {
+            let rows = p.run(&ctx.params, view).await?;
+            ctx.fetched
+                .insert(agg as *const Plan as usize, Rc::new(rows));
+            pushed_scans.insert(scan as *const Plan as usize);
+        }
+    }
     for node in nodes {
+        if pushed_scans.contains(&(node as *const Plan as usize)) {
+            continue;
+        }
         match node {
             Plan::Scan { table, filter } if table.is_columnar() => {
                 let id = node as *const Plan as usize;

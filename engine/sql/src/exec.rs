@@ -360,10 +360,53 @@ fn join(
 
 /// Running state of one aggregate in one group.
 #[derive(Clone)]
-struct AggState {
+pub(crate) struct AggState {
     count: i64,
     acc: Value,
     seen: Option<std::collections::HashSet<Vec<u8>>>,
+}
+
+/// The empty state of each aggregate of `aggs`.
+pub(crate) fn fresh_states(aggs: &[AggCall]) -> Vec<AggState> {
+    aggs.iter()
+        .map(|a| AggState {
+            count: 0,
+            acc: Value::Null,
+            seen: a.distinct.then(Default::default),
+        })
+        .collect()
+}
+
+/// Folds the partial state `other` (of the same aggregate over other rows) into `st`: what
+/// `accumulate` would have reached over both sets of rows. Not for DISTINCT aggregates,
+/// whose partial states could count one value twice (the push-down excludes them).
+pub(crate) fn merge_state(a: &AggCall, st: &mut AggState, other: AggState) -> Result<()> {
+    debug_assert!(!a.distinct, "DISTINCT aggregates are not merged");
+    if other.count == 0 {
+        return Ok(());
+    }
+    st.count += other.count;
+    match a.func {
+        AggFunc::Count | AggFunc::CountStar => {}
+        AggFunc::Sum | AggFunc::Avg => {
+            st.acc = if st.acc.is_null() {
+                other.acc
+            } else {
+                crate::eval::binary(crate::plan::BinOp::Add, st.acc.clone(), other.acc)?
+            };
+        }
+        AggFunc::Min | AggFunc::Max => {
+            let replace = st.acc.is_null() || {
+                let ord = sort_cmp(&other.acc, &st.acc);
+                (a.func == AggFunc::Min && ord == Ordering::Less)
+                    || (a.func == AggFunc::Max && ord == Ordering::Greater)
+            };
+            if replace {
+                st.acc = other.acc;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn aggregate(
@@ -373,14 +416,7 @@ fn aggregate(
     ctx: &Ctx,
     outer: &Outer,
 ) -> Result<Vec<Row>> {
-    let fresh: Vec<AggState> = aggs
-        .iter()
-        .map(|a| AggState {
-            count: 0,
-            acc: Value::Null,
-            seen: a.distinct.then(Default::default),
-        })
-        .collect();
+    let fresh = fresh_states(aggs);
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut groups: Vec<(Row, Vec<AggState>)> = Vec::new();
     for row in &rows {
@@ -419,7 +455,7 @@ fn aggregate(
     Ok(out)
 }
 
-fn accumulate(a: &AggCall, st: &mut AggState, v: Value) -> Result<()> {
+pub(crate) fn accumulate(a: &AggCall, st: &mut AggState, v: Value) -> Result<()> {
     if v.is_null() {
         return Ok(());
     }
@@ -461,7 +497,7 @@ fn accumulate(a: &AggCall, st: &mut AggState, v: Value) -> Result<()> {
     Ok(())
 }
 
-fn finish(a: &AggCall, st: AggState) -> Result<Value> {
+pub(crate) fn finish(a: &AggCall, st: AggState) -> Result<Value> {
     Ok(match a.func {
         AggFunc::Count | AggFunc::CountStar => Value::Int64(st.count),
         AggFunc::Avg => {

@@ -52,6 +52,23 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
     } else {
         format!("{}-> ", "  ".repeat(depth))
     };
+    if let Plan::Aggregate { input, group, aggs } = plan {
+        if crate::rowagg::analyze(plan).is_some() {
+            // Pushed down (issue 6): each shard aggregates its own rows, this shard merges.
+            let group = group.iter().map(expr).collect::<Vec<_>>().join(", ");
+            out.push(format!(
+                "{pad}Final HashAggregate group=({group}) aggs={} (merges the shards' partial states)",
+                aggs.len()
+            ));
+            out.push(format!(
+                "{}-> Partial HashAggregate on each shard group=({group}) aggs={}",
+                "  ".repeat(depth + 1),
+                aggs.len()
+            ));
+            node(input, depth + 2, out);
+            return;
+        }
+    }
     let line = match plan {
         Plan::Values { rows, .. } => format!("Values rows={}", rows.len()),
         Plan::Scan { table, filter } if table.is_columnar() => {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod optimizer;
 pub mod parser;
 pub mod plan;
+pub mod rowagg;
 pub mod rowcodec;
 mod session;
 pub mod store;

@@ -130,6 +130,72 @@ pub fn decode_row(b: &[u8], columns: usize) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// Decodes into `out` (cleared first, so one buffer serves a whole scan) only the columns
+/// whose `needed` flag is set; the others become NULL without being parsed or allocated.
+/// A row shorter than `needed` is padded with NULL.
+pub fn decode_row_into(b: &[u8], needed: &[bool], out: &mut Vec<Value>) -> Result<()> {
+    out.clear();
+    let mut r = Reader { b, pos: 0 };
+    let format = r.arr::<1>()?[0];
+    if format != ROW_FORMAT_V1 {
+        return Err(SqlError::internal(format!("unknown row format {format}")));
+    }
+    let n = u16::from_le_bytes(r.arr()?) as usize;
+    for i in 0..n {
+        if !needed.get(i).copied().unwrap_or(false) {
+            skip_field(&mut r)?;
+            out.push(Value::Null);
+            continue;
+        }
+        out.push(match r.arr::<1>()?[0] {
+            0 => Value::Null,
+            1 => Value::Bool(r.arr::<1>()?[0] != 0),
+            2 => Value::Int16(i16::from_le_bytes(r.arr()?)),
+            3 => Value::Int32(i32::from_le_bytes(r.arr()?)),
+            4 => Value::Int64(i64::from_le_bytes(r.arr()?)),
+            5 => Value::Float32(f32::from_le_bytes(r.arr()?)),
+            6 => Value::Float64(f64::from_le_bytes(r.arr()?)),
+            10 => Value::Date(i32::from_le_bytes(r.arr()?)),
+            11 => Value::Timestamp(i64::from_le_bytes(r.arr()?)),
+            _ => {
+                // The variable-length kinds: the general decoder parses them.
+                r.pos -= 1;
+                let start = r.pos;
+                skip_field(&mut r)?;
+                let one = one_field_row(&b[start..r.pos]);
+                decode_row(&one, 1)?.pop().unwrap_or(Value::Null)
+            }
+        });
+    }
+    while out.len() < needed.len() {
+        out.push(Value::Null);
+    }
+    Ok(())
+}
+
+/// A one-column row holding `field` (a tag and its payload), for `decode_row`.
+fn one_field_row(field: &[u8]) -> Vec<u8> {
+    let mut one = Vec::with_capacity(3 + field.len());
+    one.push(ROW_FORMAT_V1);
+    one.extend_from_slice(&1u16.to_le_bytes());
+    one.extend_from_slice(field);
+    one
+}
+
+/// Steps over one field without decoding it.
+fn skip_field(r: &mut Reader<'_>) -> Result<()> {
+    let len = match r.arr::<1>()?[0] {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        3 | 5 | 10 => 4,
+        4 | 6 | 11 => 8,
+        7 | 8 | 9 | 12 => u32::from_le_bytes(r.arr()?) as usize,
+        t => return Err(SqlError::internal(format!("corrupt row: tag {t}"))),
+    };
+    r.take(len).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -156,5 +222,34 @@ mod tests {
         assert_eq!(decode_row(&enc, row.len()).unwrap(), row);
         assert!(decode_row(&enc[..enc.len() - 1], row.len()).is_err());
         assert!(decode_row(&[9], 1).is_err());
+    }
+
+    #[test]
+    fn partial_decode_matches_full_decode_on_needed_columns() {
+        let row = vec![
+            Value::Text("skipped".into()),
+            Value::Int32(7),
+            Value::Numeric(Decimal::from_str("12.340").unwrap()),
+            Value::Null,
+            Value::Jsonb(serde_json::json!({"a": 1})),
+            Value::Float64(2.5),
+        ];
+        let enc = encode_row(&row);
+        let mut out = vec![Value::Int32(99)];
+        for mask in 0u32..64 {
+            let needed: Vec<bool> = (0..7).map(|i| mask & (1 << i) != 0).collect();
+            decode_row_into(&enc, &needed, &mut out).unwrap();
+            assert_eq!(out.len(), 7);
+            for (i, v) in out.iter().enumerate() {
+                let want = if needed[i] {
+                    row.get(i).cloned().unwrap_or(Value::Null)
+                } else {
+                    Value::Null
+                };
+                assert_eq!(v, &want, "column {i}, mask {mask:b}");
+            }
+        }
+        assert!(decode_row_into(&enc[..enc.len() - 1], &[true; 6], &mut out).is_err());
+        assert!(decode_row_into(&enc[..enc.len() - 1], &[false; 6], &mut out).is_err());
     }
 }

@@ -28,6 +28,7 @@ use crate::memtable::Memtable;
 use crate::record;
 
 pub use read::ScanRange;
+pub use read::ScanVisitor;
 
 /// A memtable shared between the shard state and readers that are mid-scan. The active one is
 /// mutated; once frozen it never changes again.

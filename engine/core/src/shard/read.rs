@@ -12,6 +12,17 @@ use crate::error::{EngineError, Result};
 use crate::event::now_ms;
 use crate::shard::write::ValueEntry;
 
+/// Work that runs over a shard's entries where they live (see `EngineHandle::scan_visit_on`):
+/// built on the owning shard, fed every live entry of the range in key order, then turned
+/// into a `Send` result for the caller.
+pub trait ScanVisitor {
+    type Output: Send + 'static;
+    /// Takes one live entry; false stops the scan (for example after an error, which
+    /// `finish` then reports).
+    fn visit(&mut self, key: &[u8], value: &[u8]) -> bool;
+    fn finish(self) -> Self::Output;
+}
+
 /// A key range for scans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRange {
@@ -283,6 +294,27 @@ impl Shard {
             glommio::yield_if_needed().await;
         }
         Ok(out)
+    }
+
+    /// Hands each live entry of `range`, in key order, to `visit` on this shard without
+    /// collecting them: a scan that filters or aggregates where the data lives sends back
+    /// only its small result (issue 6). Stops early when `visit` returns false.
+    pub async fn scan_visit(
+        self: &Rc<Self>,
+        range: &ScanRange,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut merger = self.merger(range);
+        while let Some(e) = merger.next().await? {
+            if let Some((value, _)) = live_value(&e.kind, now) {
+                if !visit(&e.key, value) {
+                    break;
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+        Ok(())
     }
 
     /// Counts live keys (DBSIZE): a full merged scan.
