@@ -66,7 +66,7 @@ fn same(s: &mut Session, q: &str) -> Result<(), TestCaseError> {
 const COLS: &str =
     "k int PRIMARY KEY, g int, h text, x int, y bigint, n numeric, f double precision";
 
-fn fill(s: &mut Session, rows: &[(i32, Option<i32>, Option<String>, Option<i32>, i64, i32)]) {
+fn fill(s: &mut Session, rows: &[RowData]) {
     for chunk in rows.chunks(50) {
         let values = chunk
             .iter()
