@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::block_on;
 use mantis_engine::checkpoint::{self, CheckpointKind};
@@ -120,10 +121,21 @@ fn every_checkpoint_holds_each_two_shard_batch_whole_or_not_at_all() {
     }
     stop.store(true, Ordering::Release);
     let batches: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
-    // Per shard: [prepares, commits, aborts, prepared now, pins].
-    let counters = block_on(h.tpc_counters()).unwrap();
-    let commits = counters[0][1] + counters[1][1];
-    assert!(commits >= 2 * batches, "every batch ran two-phase commit");
+    // Per shard: [prepares, commits, aborts, prepared now, pins]. A batch is answered once its
+    // Decision is durable; the participants' Commit records follow within a few ms: wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counters = block_on(h.tpc_counters()).unwrap();
+        let commits = counters[0][1] + counters[1][1];
+        if commits >= 2 * batches {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every batch ran two-phase commit: {commits} commits for {batches} batches"
+        );
+        std::thread::yield_now();
+    }
     engine.shutdown().unwrap();
 
     let mut torn = Vec::new();

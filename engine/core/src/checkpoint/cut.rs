@@ -33,6 +33,7 @@ pub(crate) async fn cut_shard(shard: &Rc<Shard>, plan: ShardPlan) -> Result<Shar
     // A read-only shard (a failed sync) may lack a decided transaction's writes until it
     // restarts (its Commit did not land): an image of it would not be a consistent cut.
     shard.check_writable()?;
+    settle_decided(shard, &plan).await?;
     shard.flush_all().await?;
     let _permit = shard
         .manifest_lock
@@ -90,4 +91,37 @@ pub(crate) fn sync_dir(dir: &Path) -> std::result::Result<(), String> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("sync directory: {e}"))
+}
+
+/// Longest wait for decided writes to reach the memtable before a cut gives up.
+const DECIDED_SETTLE_MS_MAX: u64 = 10_000;
+
+/// Waits until no decided two-phase-commit write is held only in the decided overlay.
+///
+/// A multi-shard batch is acknowledged once its Decision is durable; each participant's writes
+/// wait in the overlay until its Commit record (deferred up to a few ms) is applied to the
+/// memtable. The flush below copies only memtables, so without this wait a checkpoint missed
+/// writes acknowledged before the cut (found by `tests/checkpoint_2pc.rs` when the early answer
+/// met the global cut). The barrier's gates are closed, so no new decisions arrive meanwhile.
+async fn settle_decided(shard: &Rc<Shard>, plan: &ShardPlan) -> Result<()> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(DECIDED_SETTLE_MS_MAX);
+    while !shard.tpc.decided.is_empty() {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(cp_err(
+                plan,
+                &plan.dir,
+                format!(
+                    "{} decided writes did not reach the memtable within {DECIDED_SETTLE_MS_MAX} ms",
+                    shard.tpc.decided.len()
+                ),
+            ));
+        }
+        let changed = shard.changed.wait();
+        let timer = glommio::timer::sleep(deadline - now);
+        futures::pin_mut!(changed, timer);
+        futures::future::select(changed, timer).await;
+    }
+    Ok(())
 }

@@ -91,9 +91,12 @@ impl DecidedOverlay {
     }
 
     /// Keys with a decided version waiting.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_key.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.borrow().is_empty()
     }
 }
 
