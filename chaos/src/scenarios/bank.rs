@@ -254,6 +254,8 @@ pub fn run(ctx: &Ctx, o: &BankOpts) -> Result<ScenarioReport> {
     let mut rng = SmallRng::seed_from_u64(o.seed);
     for i in 1..=o.iterations {
         let handles = spawn_clients(&d, &bank, o, i);
+        // Not a wait for an event: the seeded load time IS the experiment (when the SIGKILL
+        // lands in the transfers' commit protocol); readiness and checks below wait on events.
         std::thread::sleep(Duration::from_millis(
             rng.gen_range(o.load_ms_min..=o.load_ms_max),
         ));
@@ -292,6 +294,7 @@ fn final_round(
     rep: &mut ScenarioReport,
 ) -> Result<()> {
     let handles = spawn_clients(d, bank, o, o.iterations + 1);
+    // The load runs for a set time before the clean stop (the experiment's knob, not a wait).
     std::thread::sleep(Duration::from_millis(o.load_ms_min));
     bank.stop.store(true, Ordering::Relaxed);
     join(handles);
