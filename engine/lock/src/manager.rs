@@ -238,9 +238,32 @@ impl LockManager {
         })
     }
 
-    /// Makes `victim` fail: its queued wait returns the deadlock error (SQLSTATE 40P01), its
-    /// locks are released now, and its later acquires fail until `end_txn`.
+    /// Makes `victim` fail if it still waits here: its queued wait returns the deadlock error
+    /// (SQLSTATE 40P01), its locks here are released now, and its later acquires fail until
+    /// `end_txn`. Returns false (and changes nothing) when it does not wait here.
+    ///
+    /// WHY only while it waits: victims are chosen from a snapshot of the wait-for graph (for
+    /// cycles across shards, gathered shard by shard at different moments), and one pass may
+    /// name several. By the time of the abort a victim's wait may have been granted — by an
+    /// earlier victim's released locks, or because the snapshot was stale — and its session
+    /// is running on, sure that it holds its locks. Releasing them then let a second
+    /// transaction write the same row: `mantis-chaos bank` found money created (16,040 in a
+    /// bank of 16,000). A transaction that no longer waits is no longer in a deadlock.
     pub fn abort_victim(&self, victim: &Victim) -> bool {
+        let waits_here = {
+            let st = self.inner.borrow();
+            st.by_txn
+                .get(&victim.txn)
+                .is_some_and(|&t| st.txns[t].waiting.is_some())
+        };
+        waits_here && self.release_victim(victim)
+    }
+
+    /// Fails `victim` on this shard whether or not it waits here: marks it aborted (its later
+    /// acquires fail until `end_txn`) and releases its locks here. Only for a victim known to
+    /// be doomed — one whose wait [`LockManager::abort_victim`] failed on some shard, so its
+    /// session gets 40P01 and never commits: its locks on the other shards may go at once.
+    pub fn release_victim(&self, victim: &Victim) -> bool {
         self.with(|st| {
             let Some(&t) = st.by_txn.get(&victim.txn) else {
                 return false;

@@ -180,12 +180,16 @@ fn deadlock_across_shards_found_only_in_the_merged_graph() {
                 VictimStrategy::CostBased => 2, // 1+10+0.5 < 1+30+0 < 1+50+1
             };
             assert_eq!(victim.txn, t(want), "{strategy:?} {algorithm:?}");
-            // The appliance sends the victim to every shard.
+            // The appliance sends the victim to every shard: it waits on one of them only,
+            // and is aborted there; being doomed, it then loses its locks everywhere.
             let mut hits = 0;
             for m in [&s0, &s1] {
                 hits += usize::from(m.abort_victim(&victim));
             }
-            assert_eq!(hits, 2);
+            assert_eq!(hits, 1, "{strategy:?} {algorithm:?}");
+            for m in [&s0, &s1] {
+                m.release_victim(&victim);
+            }
             let waits = [&mut w1, &mut w2, &mut w3];
             assert_eq!(assert_failed(waits[want as usize - 1]).sqlstate(), "40P01");
             // The transaction waiting for the victim gets its lock.
@@ -299,4 +303,124 @@ fn adaptive_choice_by_graph_size() {
         DetectAlgorithm::Bfs
     );
     let _ = ResourceId::Database(0);
+}
+
+/// The story: `mantis-chaos bank` (seed 121005995964646, iteration 109, build ee1afd3) found
+/// 16,040 in a bank that must always hold 16,000: two SQL transfers had both read and
+/// rewritten one balance, i.e. two transactions held an X lock on one row at once. The lock
+/// manager's `abort_victim` released every lock of a victim whether or not it still waited.
+/// Victims come from a snapshot of the wait-for graph (gathered shard by shard for the global
+/// pass, while each shard's own tick also aborts victims), so a victim's wait may have been
+/// granted before its abort arrives; its session then wrote under locks it no longer had.
+/// `a_stale_victim_that_no_longer_waits_keeps_its_locks` (below) fails on that code.
+///
+/// This one checks the same invariant when one pass names victims in overlapping cycles: row
+/// 1 and row 4 are held X by txn 2, row 2 in S by txns 1 and 3; txn 3 waits for row 1, txn 2
+/// for row 2, txn 1 for row 4 (cycles {2, 3} and {1, 2}). Whatever the victims, a
+/// transaction whose wait is granted holds its lock, and nobody else can take that row.
+#[test]
+fn a_victim_granted_by_an_earlier_victims_abort_keeps_its_locks() {
+    for strategy in STRATEGIES {
+        for algorithm in ALGORITHMS {
+            let m = manager(0, strategy, algorithm);
+            for i in 1..=3 {
+                m.begin(t(i), i).unwrap();
+            }
+            grant(&m, 2, row(1), LockMode::X);
+            grant(&m, 2, row(4), LockMode::X);
+            grant(&m, 1, row(2), LockMode::S);
+            grant(&m, 3, row(2), LockMode::S);
+            let mut w3 = queue(&m, 3, row(1), LockMode::X);
+            let mut w2 = queue(&m, 2, row(2), LockMode::X);
+            let mut w1 = queue(&m, 1, row(4), LockMode::X);
+            let victims = m.detect_deadlocks();
+            assert!(!victims.is_empty(), "{strategy:?} {algorithm:?}");
+            let mut granted_rows = Vec::new();
+            for (txn, w, r) in [(1, &mut w1, 4), (2, &mut w2, 2), (3, &mut w3, 1)] {
+                match poll(w) {
+                    std::task::Poll::Ready(Ok(())) => granted_rows.push((txn, r)),
+                    std::task::Poll::Ready(Err(e)) => {
+                        assert_eq!(e.sqlstate(), "40P01", "{strategy:?} {algorithm:?}")
+                    }
+                    std::task::Poll::Pending => {}
+                }
+            }
+            for (txn, r) in granted_rows {
+                assert!(
+                    m.locks_held(t(txn)) > 0,
+                    "{strategy:?} {algorithm:?}: txn {txn} was granted row {r} but holds no lock \
+                     (victims {victims:?})"
+                );
+                // Nobody else may take the row it was granted.
+                m.begin(t(99), 99).unwrap();
+                match m.try_lock(t(99), row(r), LockMode::X) {
+                    Ok(mantis_lock::Acquire::Granted) => panic!(
+                        "{strategy:?} {algorithm:?}: txn 99 got X on row {r} which txn {txn} \
+                         was granted (victims {victims:?})"
+                    ),
+                    Ok(mantis_lock::Acquire::Wait(w)) => drop(w),
+                    Err(e) => panic!("{e:?}"),
+                }
+                m.end_txn(t(99));
+            }
+        }
+    }
+}
+
+/// The same bug through a stale snapshot (see the test above for the story): txn 1 holds A on
+/// shard 0 and waits for B on shard 1; txn 2 holds B and waits for A. The merged graph names
+/// txn 2. Before the abort arrives, txn 1's wait times out and it rolls back, so txn 2 gets A
+/// and runs on. The late abort must leave txn 2 — no longer waiting anywhere — its locks.
+#[test]
+fn a_stale_victim_that_no_longer_waits_keeps_its_locks() {
+    let s0 = manager(0, VictimStrategy::Youngest, DetectAlgorithm::Adaptive);
+    let s1 = manager(1, VictimStrategy::Youngest, DetectAlgorithm::Adaptive);
+    let (a, b) = (row(1), row(2));
+    for m in [&s0, &s1] {
+        m.begin(t(1), 1).unwrap();
+        m.begin(t(2), 2).unwrap();
+    }
+    grant(&s0, 1, a, LockMode::X);
+    grant(&s1, 2, b, LockMode::X);
+    let mut w1 = queue(&s1, 1, b, LockMode::X);
+    let mut w2 = queue(&s0, 2, a, LockMode::X);
+    let mut global = WaitForGraph::new();
+    global.add_shard(&s0.wait_graph());
+    global.add_shard(&s1.wait_graph());
+    let cfg = s0.config();
+    let res = global.resolve(
+        cfg.algorithm,
+        cfg.adaptive_small_edges_max,
+        cfg.victim,
+        &cfg.cost_weights,
+    );
+    assert_eq!(res.victims.len(), 1);
+    let victim = res.victims[0];
+    assert_eq!(victim.txn, t(2));
+    // Txn 1 times out on shard 1 and rolls back everywhere: txn 2 is granted A.
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    assert_eq!(s1.expire_timeouts(far), 1);
+    assert_eq!(assert_failed(&mut w1).sqlstate(), "55P03");
+    s0.end_txn(t(1));
+    s1.end_txn(t(1));
+    assert_granted(&mut w2);
+    // The late abort, as `detect_global` sends it.
+    let hits: usize = [&s0, &s1]
+        .iter()
+        .map(|m| usize::from(m.abort_victim(&victim)))
+        .sum();
+    assert_eq!(hits, 0, "txn 2 waits nowhere: it is no victim any more");
+    assert_eq!(s0.locks_held(t(2)), 1);
+    assert_eq!(s1.locks_held(t(2)), 1);
+    for (m, r) in [(&s0, a), (&s1, b)] {
+        m.begin(t(3), 3).unwrap();
+        match m.try_lock(t(3), r, LockMode::X) {
+            Ok(mantis_lock::Acquire::Wait(w)) => drop(w),
+            Ok(mantis_lock::Acquire::Granted) => panic!("txn 3 got txn 2's lock on {r:?}"),
+            Err(e) => panic!("{e:?}"),
+        }
+        m.end_txn(t(3));
+    }
+    // Txn 2 may go on locking: it was not aborted.
+    grant(&s1, 2, row(3), LockMode::X);
 }

@@ -283,13 +283,45 @@ pub async fn detect_global(handle: &EngineHandle) -> Result<mantis_lock::Resolut
         &config.cost_weights,
     );
     if !resolution.victims.is_empty() {
-        let victims = resolution.victims.clone();
-        on_every_shard(handle, move |m| {
-            for v in &victims {
-                m.abort_victim(v);
-            }
-        })
-        .await?;
+        abort_everywhere(handle, resolution.victims.clone()).await?;
     }
     Ok(resolution)
+}
+
+/// Aborts `victims` in two steps. First, on every shard, each victim that still waits there
+/// has that wait failed (40P01): its session will roll back and never commit. Only those
+/// doomed victims then lose their locks on the other shards too, so their partners in the
+/// cycle go on at once. A victim that no longer waits anywhere (the graph was gathered shard
+/// by shard, so it can be stale) keeps its locks: releasing them under a running transaction
+/// let two writers hold one row (see `LockManager::abort_victim`).
+async fn abort_everywhere(
+    handle: &EngineHandle,
+    victims: Vec<mantis_lock::Victim>,
+) -> Result<()> {
+    let hits = {
+        let victims = victims.clone();
+        on_every_shard(handle, move |m| {
+            victims
+                .iter()
+                .map(|v| m.abort_victim(v))
+                .collect::<Vec<bool>>()
+        })
+        .await?
+    };
+    let doomed: Vec<mantis_lock::Victim> = victims
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| hits.iter().any(|shard_hits| shard_hits[*i]))
+        .map(|(_, v)| *v)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    on_every_shard(handle, move |m| {
+        for v in &doomed {
+            m.release_victim(v);
+        }
+    })
+    .await?;
+    Ok(())
 }
