@@ -294,10 +294,7 @@ pub async fn detect_global(handle: &EngineHandle) -> Result<mantis_lock::Resolut
 /// cycle go on at once. A victim that no longer waits anywhere (the graph was gathered shard
 /// by shard, so it can be stale) keeps its locks: releasing them under a running transaction
 /// let two writers hold one row (see `LockManager::abort_victim`).
-async fn abort_everywhere(
-    handle: &EngineHandle,
-    victims: Vec<mantis_lock::Victim>,
-) -> Result<()> {
+async fn abort_everywhere(handle: &EngineHandle, victims: Vec<mantis_lock::Victim>) -> Result<()> {
     let hits = {
         let victims = victims.clone();
         on_every_shard(handle, move |m| {
