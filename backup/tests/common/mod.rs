@@ -19,6 +19,8 @@ use mantis_engine::checkpoint::{self, CheckpointKind, CheckpointMeta};
 use mantis_engine::{Engine, EngineConfig, EngineHandle, ScanRange};
 
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The two keys of every 2-shard batch the load issued.
+pub type Pairs = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
@@ -76,7 +78,7 @@ pub fn put_range(h: &EngineHandle, tag: &str, range: std::ops::Range<u32>, model
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub acked: Arc<Mutex<Model>>,
-    pub pairs: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+    pub pairs: Pairs,
     pub written: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -107,7 +109,7 @@ impl Load {
     pub fn start(h: &EngineHandle) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acked: Arc<Mutex<Model>> = Arc::default();
-        let pairs: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+        let pairs: Pairs = Arc::default();
         let written = Arc::new(AtomicU64::new(0));
         let thread = {
             let (h, stop, acked, written) =
