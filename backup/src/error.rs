@@ -34,6 +34,14 @@ pub enum BackupError {
         attempts: u32,
         body: String,
     },
+    /// Issue 10: the TLS handshake failed (an untrusted or mismatched server certificate, or
+    /// a server that does not speak TLS). Never retried, never downgraded to plain HTTP.
+    #[error("{destination}: object {object}: TLS failed (no plain-HTTP fallback): {reason}")]
+    Tls {
+        destination: String,
+        object: String,
+        reason: String,
+    },
     #[error("backup manifest {object}: {reason}")]
     Manifest { object: String, reason: String },
     #[error("{path}: {reason}")]

@@ -42,6 +42,9 @@ pub struct ScheduleConfig {
     pub azure_endpoint: Option<String>,
     pub azure_account: Option<String>,
     pub azure_key: Option<String>,
+    /// Issue 10: PEM CA certificates trusted for the destination's `https://` endpoint
+    /// (a private CA); unset trusts the public web PKI.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_kind() -> String {
@@ -100,19 +103,23 @@ impl Schedule {
             if let Some(region) = &c.s3_region {
                 cfg.region = region.clone();
             }
+            cfg.ca_file = c.ca_file.clone();
             cfg
         });
-        let gcs = Some(GcsConfig::new(
+        let mut gcs = GcsConfig::new(
             c.gcs_endpoint
                 .as_deref()
                 .unwrap_or("https://storage.googleapis.com"),
             c.gcs_token.clone(),
-        ));
+        );
+        gcs.ca_file = c.ca_file.clone();
+        let gcs = Some(gcs);
         let azure = c.azure_account.as_deref().map(|account| {
             let mut cfg = AzureConfig::new(account, c.azure_key.as_deref().unwrap_or_default());
             if let Some(endpoint) = &c.azure_endpoint {
                 cfg.endpoint = endpoint.clone();
             }
+            cfg.ca_file = c.ca_file.clone();
             cfg
         });
         DestinationConfigs { s3, gcs, azure }
@@ -161,6 +168,7 @@ mod tests {
             azure_endpoint: None,
             azure_account: None,
             azure_key: None,
+            ca_file: None,
         }
     }
 

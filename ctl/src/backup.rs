@@ -48,6 +48,11 @@ pub struct S3Args {
     /// Blob endpoint override (Azurite: http://127.0.0.1:10000/devstoreaccount1).
     #[arg(long, env = "MANTIS_AZURE_ENDPOINT")]
     azure_endpoint: Option<String>,
+    /// Issue 10: PEM file of the CA(s) that sign an https:// endpoint's certificate (a
+    /// private CA); the public web PKI is trusted without it. For `backup create`, a path on
+    /// the daemon's host.
+    #[arg(long, env = "MANTIS_BACKUP_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 impl S3Args {
@@ -61,14 +66,14 @@ impl S3Args {
             if let Some(endpoint) = &self.azure_endpoint {
                 cfg.endpoint = endpoint.clone();
             }
+            cfg.ca_file = self.ca_file.clone();
             cfg
         });
+        let mut gcs = mantis_backup::GcsConfig::new(&self.gcs_endpoint, self.gcs_token.clone());
+        gcs.ca_file = self.ca_file.clone();
         mantis_backup::DestinationConfigs {
             s3: self.config(),
-            gcs: Some(mantis_backup::GcsConfig::new(
-                &self.gcs_endpoint,
-                self.gcs_token.clone(),
-            )),
+            gcs: Some(gcs),
             azure,
         }
     }
@@ -83,6 +88,7 @@ impl S3Args {
             self.secret_key.as_deref().unwrap_or_default(),
         );
         cfg.region = self.region.clone();
+        cfg.ca_file = self.ca_file.clone();
         Some(cfg)
     }
 }
@@ -262,6 +268,7 @@ fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), 
             "access_key": cfg.access_key,
             "secret_key": cfg.secret_key,
             "region": cfg.region,
+            "ca_file": cfg.ca_file,
         });
     }
     // Issue 10: gs:// and az:// settings travel like the S3 ones (the daemon uploads).
@@ -269,7 +276,11 @@ fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), 
     match DestinationSpec::parse(to).map_err(|e| e.to_string())? {
         DestinationSpec::Gcs { .. } => {
             if let Some(cfg) = &configs.gcs {
-                body["gcs"] = json!({ "endpoint": cfg.endpoint, "token": cfg.token });
+                body["gcs"] = json!({
+                    "endpoint": cfg.endpoint,
+                    "token": cfg.token,
+                    "ca_file": cfg.ca_file,
+                });
             }
         }
         DestinationSpec::Azure { .. } => {
@@ -278,6 +289,7 @@ fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), 
                     "account": cfg.account,
                     "key": cfg.key,
                     "endpoint": cfg.endpoint,
+                    "ca_file": cfg.ca_file,
                 });
             }
         }

@@ -171,6 +171,8 @@ struct S3Request {
     secret_key: String,
     region: Option<String>,
     part_size_bytes: Option<usize>,
+    /// Issue 10: a PEM CA file on the daemon's host for an `https://` endpoint.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// Issue 10: a `gs://` destination's endpoint and token.
@@ -179,6 +181,8 @@ struct GcsRequest {
     endpoint: Option<String>,
     token: Option<String>,
     chunk_size_bytes: Option<usize>,
+    /// Issue 10: a PEM CA file on the daemon's host for an `https://` endpoint.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// Issue 10: an `az://` destination's account, key and endpoint.
@@ -188,6 +192,8 @@ struct AzureRequest {
     key: String,
     endpoint: Option<String>,
     block_size_bytes: Option<usize>,
+    /// Issue 10: a PEM CA file on the daemon's host for an `https://` endpoint.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,6 +219,7 @@ fn destination_configs(
         if let Some(chunk) = g.chunk_size_bytes {
             cfg.chunk_size_bytes = chunk;
         }
+        cfg.ca_file = g.ca_file;
         cfg
     });
     let azure = azure.map(|a| {
@@ -223,6 +230,7 @@ fn destination_configs(
         if let Some(block) = a.block_size_bytes {
             cfg.block_size_bytes = block;
         }
+        cfg.ca_file = a.ca_file;
         cfg
     });
     DestinationConfigs { s3, gcs, azure }
@@ -362,6 +370,7 @@ async fn start_backup(shared: &Shared, req: Request<Incoming>) -> Result<HttpRes
         if let Some(part) = s.part_size_bytes {
             cfg.part_size_bytes = part;
         }
+        cfg.ca_file = s.ca_file;
         cfg
     });
     let configs = destination_configs(s3, r.gcs, r.azure);

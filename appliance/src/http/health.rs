@@ -251,7 +251,8 @@ fn backup_destinations() -> (Level, serde_json::Value) {
         .filter(|r| r.health.is_failing())
         .map(|r| {
             format!(
-                "{} ({}): {}",
+                "{} {} ({}): {}",
+                destination_severity(&r.health),
                 r.role,
                 r.destination,
                 r.health.last_error.as_deref().unwrap_or("failing")
@@ -270,12 +271,34 @@ fn backup_destinations() -> (Level, serde_json::Value) {
     };
     let (level, mut body) = check(level, false, detail);
     if let Some(o) = body.as_object_mut() {
-        o.insert(
-            "destinations".into(),
-            serde_json::to_value(&reports).unwrap_or_default(),
-        );
+        let destinations: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("severity".into(), destination_severity(&r.health).into());
+                }
+                v
+            })
+            .collect();
+        o.insert("destinations".into(), destinations.into());
     }
     (level, body)
+}
+
+/// Issue 10: a failing destination's severity, as the backup schedule's alert escalates it:
+/// `warning`, then `critical` after `FAILURES_CRITICAL` failures in a row. Health stays
+/// degraded either way (the data is served and durable locally); the severity says how
+/// urgent the off-host copy is.
+fn destination_severity(h: &mantis_backup::archive::DestinationHealth) -> &'static str {
+    let critical = u64::from(crate::backup_schedule::FAILURES_CRITICAL);
+    if !h.is_failing() {
+        "ok"
+    } else if h.failures_in_a_row >= critical {
+        "critical"
+    } else {
+        "warning"
+    }
 }
 
 /// Non-critical: the RPO level breached (committed writes older than the target not archived).

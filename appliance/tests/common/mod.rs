@@ -3,6 +3,8 @@
 //! offers redis-cli, raw RESP and raw HTTP clients against it.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod webhook;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;

@@ -21,6 +21,9 @@ pub struct DestinationHealth {
     /// An upload running since then, not answered yet.
     pub in_flight_since_ms: Option<u64>,
     pub failures_total: u64,
+    /// Failed attempts since the last success (issue 10: a schedule's check escalates from
+    /// warning to critical with it, as its alert does).
+    pub failures_in_a_row: u64,
 }
 
 impl DestinationHealth {
@@ -43,6 +46,7 @@ impl DestinationHealth {
         self.last_error = None;
         self.failing_since_ms = None;
         self.in_flight_since_ms = None;
+        self.failures_in_a_row = 0;
     }
 
     pub fn failed(&mut self, now_ms: u64, error: String) {
@@ -50,6 +54,7 @@ impl DestinationHealth {
         self.reachable = false;
         self.last_error = Some(error);
         self.failures_total += 1;
+        self.failures_in_a_row += 1;
         self.failing_since_ms.get_or_insert(since);
     }
 
@@ -89,6 +94,7 @@ mod tests {
         h.failed(260, "refused".into());
         assert_eq!(h.failing_since_ms, Some(100));
         assert_eq!(h.failures_total, 2);
+        assert_eq!(h.failures_in_a_row, 2);
         assert!(!h.reachable);
         h.started(300);
         h.succeeded(310);
@@ -96,6 +102,7 @@ mod tests {
             (h.reachable, h.failing_since_ms, h.last_ok_at_ms),
             (true, None, Some(310))
         );
+        assert_eq!((h.failures_total, h.failures_in_a_row), (2, 0));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct AzureConfig {
     pub retries_max: u32,
     pub backoff_base_ms: u64,
     pub request_timeout_secs: u64,
+    /// Issue 10: PEM CA certificates for an `https://` endpoint signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl AzureConfig {
@@ -60,6 +62,7 @@ impl AzureConfig {
             retries_max: 5,
             backoff_base_ms: 100,
             request_timeout_secs: 300,
+            ca_file: None,
         }
     }
 }
@@ -189,7 +192,10 @@ impl Azure {
             )));
         }
         let base_path = url.path().trim_end_matches('/').to_string();
-        let agent = http::agent(cfg.request_timeout_secs);
+        let tls = http::TlsOptions {
+            ca_file: cfg.ca_file.clone(),
+        };
+        let agent = http::agent(&cfg.endpoint, cfg.request_timeout_secs, &tls)?;
         Ok(Azure {
             cfg,
             key,

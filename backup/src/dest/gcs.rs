@@ -33,6 +33,8 @@ pub struct GcsConfig {
     pub retries_max: u32,
     pub backoff_base_ms: u64,
     pub request_timeout_secs: u64,
+    /// Issue 10: PEM CA certificates for an `https://` endpoint signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl GcsConfig {
@@ -46,6 +48,7 @@ impl GcsConfig {
             retries_max: 5,
             backoff_base_ms: 100,
             request_timeout_secs: 300,
+            ca_file: None,
         }
     }
 }
@@ -95,7 +98,10 @@ impl Gcs {
                 cfg.chunk_size_bytes
             )));
         }
-        let agent = http::agent(cfg.request_timeout_secs);
+        let tls = http::TlsOptions {
+            ca_file: cfg.ca_file.clone(),
+        };
+        let agent = http::agent(&cfg.endpoint, cfg.request_timeout_secs, &tls)?;
         Ok(Gcs { cfg, agent })
     }
 

@@ -26,13 +26,71 @@ pub(crate) struct RetryPolicy {
     pub backoff_base_ms: u64,
 }
 
-pub(crate) fn agent(request_timeout_secs: u64) -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// The client side of one destination's connections.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsOptions {
+    /// PEM file of the CA certificates that sign the server's certificate (a private CA);
+    /// None trusts the public web PKI (Mozilla's roots, built in).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// An agent for `endpoint`. WHY `https_only` for an `https://` endpoint: a redirect or a
+/// misconfiguration must never downgrade a backup stream to plain HTTP. A `ca_file` with a
+/// plain `http://` endpoint is refused: the operator asked for TLS and would not get it.
+pub(crate) fn agent(
+    endpoint: &str,
+    request_timeout_secs: u64,
+    tls: &TlsOptions,
+) -> Result<ureq::Agent> {
+    let https = endpoint.to_ascii_lowercase().starts_with("https://");
+    if tls.ca_file.is_some() && !https {
+        return Err(BackupError::Invalid(format!(
+            "{endpoint}: a ca_file is set but the endpoint is not https:// (TLS would not be used)"
+        )));
+    }
+    let mut tls_config = ureq::tls::TlsConfig::builder();
+    if let Some(path) = &tls.ca_file {
+        tls_config = tls_config.root_certs(ureq::tls::RootCerts::from(ca_certificates(path)?));
+    }
+    Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .https_only(https)
+        .tls_config(tls_config.build())
         .timeout_global(Some(Duration::from_secs(request_timeout_secs)))
         .build()
-        .new_agent()
+        .new_agent())
+}
+
+/// The certificates of a PEM file (a CA bundle); at least one, or the file is refused.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let invalid =
+        |reason: String| BackupError::Invalid(format!("ca_file {}: {reason}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| invalid(e.to_string()))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c),
+            // A key in a CA bundle is odd but harmless: only certificates are trusted.
+            _ => continue,
+        }
+    }
+    if certs.is_empty() {
+        return Err(invalid("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// Whether a transport error is the TLS layer refusing the connection: permanent, so it is
+/// reported at once (retrying would only repeat the same refusal).
+pub(crate) fn tls_refusal(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => true,
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
 }
 
 /// Transient answers: the service is overloaded, restarting, or timed out.
@@ -98,6 +156,13 @@ pub(crate) fn send(
                     attempts: tries,
                     body,
                 });
+            }
+            Err(e) if tls_refusal(&e) => {
+                return Err(BackupError::Tls {
+                    destination: destination.to_string(),
+                    object: object.to_string(),
+                    reason: e.to_string(),
+                })
             }
             Err(e) if !last => {
                 tracing::warn!(destination, object, error = %e, tries, "request failed; retrying");

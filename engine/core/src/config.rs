@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub cold: crate::cold::ColdConfig,
     /// Tests and the simulator: run on this simulated disk instead of O_DIRECT files.
     pub sim_storage: Option<SimStorage>,
+    /// Issue 10: longest a checkpoint waits for the two-phase-commit transactions already
+    /// past their Decision to finish committing before it fails (a participant that never
+    /// answers must not hold the cut, and every new Decision behind it, forever).
+    pub checkpoint_barrier_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +72,7 @@ impl Default for EngineConfig {
             scrub: crate::scrub::ScrubConfig::default(),
             cold: crate::cold::ColdConfig::default(),
             sim_storage: None,
+            checkpoint_barrier_timeout_ms: 30_000,
         }
     }
 }

@@ -289,6 +289,23 @@ impl EngineHandle {
         self.call(shard, f).await
     }
 
+    /// Issue 10, for tests: arms `shard` to hold the next two-phase-commit transaction that
+    /// passes `point` there until the returned control releases it (or is dropped).
+    #[doc(hidden)]
+    pub async fn arm_tpc_hold(
+        &self,
+        shard: usize,
+        point: crate::twopc::TpcHoldPoint,
+    ) -> Result<crate::twopc::TpcHoldControl> {
+        let (armed, control) = crate::twopc::hold::arm(point);
+        self.call(shard, move |s| async move {
+            let old = s.tpc.hold.borrow_mut().replace(armed);
+            assert!(old.is_none(), "shard {}: a 2PC hold is already armed", s.id);
+        })
+        .await?;
+        Ok(control)
+    }
+
     /// Issue 9: two-phase-commit counters of every shard: (prepares, commits, aborts,
     /// prepared now, WAL pins).
     #[doc(hidden)]

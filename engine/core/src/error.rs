@@ -64,6 +64,18 @@ pub enum EngineError {
         path: String,
         reason: String,
     },
+    /// Issue 10: a checkpoint's global cut gave up waiting for transactions past their
+    /// Decision to finish committing (a participant did not answer). Nothing was cut; the
+    /// gates reopened, so a later checkpoint can succeed.
+    #[error(
+        "checkpoint barrier: shard {shard} still had {committing} two-phase commit(s) past their \
+         Decision after {waited_ms} ms (a participant is not answering); no checkpoint was taken"
+    )]
+    CheckpointBarrierTimeout {
+        shard: usize,
+        committing: usize,
+        waited_ms: u64,
+    },
     #[error("no checkpoint {id}")]
     CheckpointNotFound { id: String },
     #[error("checkpoint {id} holds files that checkpoint {by} uses; delete {by} first")]

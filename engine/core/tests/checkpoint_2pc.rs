@@ -167,3 +167,132 @@ fn every_checkpoint_holds_each_two_shard_batch_whole_or_not_at_all() {
         torn.first().map_or("", |s| s.as_str())
     );
 }
+
+fn put_ops(a: &[u8], b: &[u8], v: &[u8]) -> Vec<BatchOp> {
+    [a, b]
+        .into_iter()
+        .map(|k| BatchOp::Put {
+            key: k.to_vec(),
+            value: v.to_vec(),
+            expires_at_ms: None,
+        })
+        .collect()
+}
+
+/// Issue 10: a batch prepared on both shards but not decided while the checkpoint cuts is
+/// in none of it (prepared writes live outside the memtables and a checkpoint carries no
+/// WAL); a batch decided before the cut is in it whole; the held batch, released after the
+/// cut, is acknowledged and in the next checkpoint whole.
+#[test]
+fn a_batch_prepared_but_undecided_at_the_cut_is_absent_from_the_checkpoint() {
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let engine = Engine::open(cfg(tmp.path())).unwrap();
+    let h = engine.handle();
+    let p = pairs(&h, 2);
+    let root = checkpoint::checkpoints_dir(tmp.path());
+    block_on(h.write_batch(put_ops(&p[0].0, &p[0].1, b"decided"))).unwrap();
+    let mut hold =
+        block_on(h.arm_tpc_hold(0, mantis_engine::twopc::TpcHoldPoint::BeforeDecision)).unwrap();
+    let writer = {
+        let (h, ops) = (h.clone(), put_ops(&p[1].0, &p[1].1, b"held"));
+        std::thread::spawn(move || block_on(h.write_batch(ops)))
+    };
+    assert!(
+        block_on(hold.reached()).is_some(),
+        "the batch reached its hold"
+    );
+    let counters = block_on(h.tpc_counters()).unwrap();
+    assert_eq!(
+        (counters[0][3], counters[1][3]),
+        (1, 1),
+        "prepared on both shards, undecided"
+    );
+    let cut = block_on(h.checkpoint(&root, CheckpointKind::Full, None)).unwrap();
+    hold.release();
+    writer.join().unwrap().unwrap();
+    let after = block_on(h.checkpoint(&root, CheckpointKind::Full, None)).unwrap();
+    engine.shutdown().unwrap();
+
+    let img = image(&root, &cut.id);
+    assert_eq!(img.get(&p[0].0).map(Vec::as_slice), Some(&b"decided"[..]));
+    assert_eq!(img.get(&p[0].1).map(Vec::as_slice), Some(&b"decided"[..]));
+    assert_eq!(
+        img.get(&p[1].0),
+        None,
+        "an undecided batch is not in the cut"
+    );
+    assert_eq!(
+        img.get(&p[1].1),
+        None,
+        "an undecided batch is not in the cut"
+    );
+    let img = image(&root, &after.id);
+    assert_eq!(img.get(&p[1].0).map(Vec::as_slice), Some(&b"held"[..]));
+    assert_eq!(img.get(&p[1].1).map(Vec::as_slice), Some(&b"held"[..]));
+}
+
+/// Issue 10: a participant that never answers its Commit keeps its transaction past the
+/// Decision; the checkpoint's barrier gives up after `checkpoint_barrier_timeout_ms` with a
+/// typed error instead of waiting forever, other batches' Decisions are not held for good,
+/// and once the participant answers the next checkpoint succeeds with the batch whole.
+#[test]
+fn a_participant_that_never_answers_fails_the_cut_in_time_and_the_next_one_succeeds() {
+    const TIMEOUT_MS: u64 = 400;
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let engine = Engine::open(EngineConfig {
+        checkpoint_barrier_timeout_ms: TIMEOUT_MS,
+        ..cfg(tmp.path())
+    })
+    .unwrap();
+    let h = engine.handle();
+    let p = pairs(&h, 2);
+    let root = checkpoint::checkpoints_dir(tmp.path());
+    let mut hold =
+        block_on(h.arm_tpc_hold(1, mantis_engine::twopc::TpcHoldPoint::BeforeCommit)).unwrap();
+    let writer = {
+        let (h, ops) = (h.clone(), put_ops(&p[0].0, &p[0].1, b"slow"));
+        std::thread::spawn(move || block_on(h.write_batch(ops)))
+    };
+    assert!(
+        block_on(hold.reached()).is_some(),
+        "the Commit reached its hold"
+    );
+    let started = Instant::now();
+    let e = block_on(h.checkpoint(&root, CheckpointKind::Full, None)).unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            e,
+            mantis_engine::EngineError::CheckpointBarrierTimeout {
+                shard: 0,
+                committing: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("not answering"), "{e}");
+    assert!(
+        waited >= Duration::from_millis(TIMEOUT_MS) && waited < Duration::from_secs(10),
+        "gave up after the timeout: {waited:?}"
+    );
+    assert!(
+        checkpoint::list(&root).unwrap().is_empty(),
+        "a failed cut leaves no checkpoint"
+    );
+    // The gates reopened: another 2-shard batch decides and is acknowledged meanwhile.
+    block_on(h.write_batch(put_ops(&p[1].0, &p[1].1, b"other"))).unwrap();
+    hold.release();
+    writer.join().unwrap().unwrap();
+    let cp = block_on(h.checkpoint(&root, CheckpointKind::Full, None)).unwrap();
+    engine.shutdown().unwrap();
+    let img = image(&root, &cp.id);
+    for (k, v) in [
+        (&p[0].0, "slow"),
+        (&p[0].1, "slow"),
+        (&p[1].0, "other"),
+        (&p[1].1, "other"),
+    ] {
+        assert_eq!(img.get(k).map(Vec::as_slice), Some(v.as_bytes()), "{k:?}");
+    }
+}

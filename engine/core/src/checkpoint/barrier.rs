@@ -19,6 +19,11 @@
 //! they are atomic on their shard already and keep running during the cut. A 2PC transaction
 //! reaching its Decision during the cut waits for the cut (a flush and hard links per shard).
 //!
+//! Step 1 is bounded (`EngineConfig::checkpoint_barrier_timeout_ms`): a transaction whose
+//! participant never answers its Commit would keep its coordinator's gate from closing; the
+//! checkpoint then fails with [`EngineError::CheckpointBarrierTimeout`], every gate reopens,
+//! and a later checkpoint succeeds once the transaction finishes.
+//!
 //! The whole sequence runs as one job on shard 0 (`run`), so a caller that gives up waiting
 //! cannot leave the gates closed: jobs run to their end once started.
 
@@ -83,13 +88,31 @@ impl CutGate {
     }
 
     /// Closes the gate, then waits until no transaction it let through is still committing.
-    async fn close(&self) {
+    /// After `timeout_ms` it reopens its own closing and fails: a transaction whose
+    /// participant never answers would otherwise hold this cut, and every Decision queued
+    /// behind the closed gate, forever.
+    async fn close(&self, shard: usize, timeout_ms: u64) -> Result<()> {
         let n = self.closers.get();
         assert!(n < GATE_CLOSERS_MAX, "{n} checkpoints cutting at once");
         self.closers.set(n + 1);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_millis(timeout_ms);
         while self.committing.get() > 0 {
-            self.changed.wait().await;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                self.open();
+                return Err(EngineError::CheckpointBarrierTimeout {
+                    shard,
+                    committing: self.committing.get(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            let changed = self.changed.wait();
+            let timer = glommio::timer::sleep(deadline - now);
+            futures::pin_mut!(changed, timer);
+            futures::future::select(changed, timer).await;
         }
+        Ok(())
     }
 
     fn open(&self) {
@@ -103,12 +126,17 @@ impl CutGate {
 /// Closes every gate, cuts every shard, reopens every gate. Returns the cuts in shard order.
 pub(crate) async fn run(handle: EngineHandle, plans: Vec<ShardPlan>) -> Result<Vec<ShardCut>> {
     assert_eq!(plans.len(), handle.shard_count(), "one plan per shard");
-    let closes = (0..handle.shard_count())
-        .map(|i| handle.call_on(i, |s| async move { s.tpc.cut_gate.close().await }));
+    let closes = (0..handle.shard_count()).map(|i| {
+        handle.call_on(i, |s| async move {
+            let timeout_ms = s.cfg.checkpoint_barrier_timeout_ms;
+            s.tpc.cut_gate.close(s.id, timeout_ms).await
+        })
+    });
     let mut failure: Option<EngineError> = None;
     let mut closed = Vec::with_capacity(handle.shard_count());
     for r in join_all(closes).await {
-        match r {
+        // A gate that timed out reopened itself: only the ones closed stay to reopen.
+        match r.and_then(|closing| closing) {
             Ok(()) => closed.push(true),
             Err(e) => {
                 closed.push(false);

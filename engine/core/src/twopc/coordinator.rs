@@ -76,6 +76,10 @@ pub(crate) async fn coordinate(
         abort_all(&handle, txn, &prepared).await;
         return Err(e);
     }
+    coord
+        .tpc
+        .pass_hold(super::TpcHoldPoint::BeforeDecision, txn)
+        .await;
     // Issue 10: from the Decision to the last Commit, the transaction is visible on some
     // participants and not others; a checkpoint must not cut inside that window (the pass
     // holds its cut back, and a cut in progress holds this Decision back).

@@ -17,6 +17,7 @@
 //!   the participant's Commit record is (so `write_batch` answers one sync earlier).
 
 pub(crate) mod coordinator;
+pub mod hold;
 pub(crate) mod participant;
 pub(crate) mod pins;
 pub mod record;
@@ -29,6 +30,7 @@ use std::collections::HashMap;
 use crate::record::Mutation;
 
 pub use coordinator::TpcStop;
+pub use hold::{TpcHoldControl, TpcHoldPoint};
 
 /// Transactions prepared and not yet committed or aborted on one shard, at most. Prepares
 /// beyond it are refused (the transaction aborts): each holds its writes in memory.
@@ -90,6 +92,8 @@ pub(crate) struct ShardTpc {
     /// Prepared transactions found undecided at restart and resolved (committed or aborted)
     /// by `recovery::resolve_in_doubt`, on this participant.
     pub in_doubt_resolved: Cell<u64>,
+    /// Issue 10, tests only: a transaction step to hold (`hold.rs`); None in production.
+    pub(crate) hold: RefCell<Option<hold::ArmedHold>>,
 }
 
 /// One shard's two-phase-commit counters, as a participant (for `ShardStats` and

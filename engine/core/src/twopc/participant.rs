@@ -100,6 +100,9 @@ impl Shard {
         committed_at_ms: u64,
         visible: Option<futures::channel::oneshot::Sender<()>>,
     ) -> Result<()> {
+        self.tpc
+            .pass_hold(super::TpcHoldPoint::BeforeCommit, txn)
+            .await;
         {
             let prepared = self.tpc.prepared.borrow();
             let Some(p) = prepared.get(&txn) else {
