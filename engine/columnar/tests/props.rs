@@ -315,7 +315,7 @@ proptest! {
             .map(|col| Some(decode_vector(&encode_column_as(col, enc).unwrap_or_else(|| encode_column(col).0)).unwrap()))
             .collect();
         let n = rows.len();
-        let sel: Vec<u32> = (0..n as u32).filter(|i| *i as usize % every == 0).collect();
+        let sel: Vec<u32> = (0..n as u32).filter(|i| (*i as usize).is_multiple_of(every)).collect();
         let filtered = filter_vector(vecs[1].as_ref().unwrap(), op, &c, Some(&sel)).unwrap();
         prop_assert_eq!(&filtered, &filter_cmp(&flat[1], op, &c, Some(&sel)).unwrap());
         let specs = vec![
