@@ -13,6 +13,7 @@ use crate::column::{Column, PhysType};
 use crate::encoding::{self, Encoding};
 use crate::error::{corrupt, ColumnarError, Result};
 use crate::reader::Reader;
+use crate::vector::{DictColumn, Vector};
 use crate::CHUNK_ROWS_MAX;
 
 pub const CHUNK_FORMAT_VERSION: u8 = 1;
@@ -108,8 +109,19 @@ fn encode_column_with(col: &Column, enc: Encoding, encoded: Vec<u8>) -> (Vec<u8>
     (out, info)
 }
 
-/// Verifies the checksum and decodes a column chunk.
-pub fn decode_column(blob: &[u8]) -> Result<Column> {
+/// A verified chunk, opened: its type, encoding, rows, validity and raw (decompressed)
+/// encoded values.
+struct Opened {
+    phys: PhysType,
+    enc: Encoding,
+    rows: usize,
+    validity: Option<Vec<bool>>,
+    raw: Vec<u8>,
+    values_at: usize,
+}
+
+/// Verifies the checksum, reads the header and decompresses the body.
+fn open(blob: &[u8]) -> Result<Opened> {
     if blob.len() < HEADER_BYTES + 4 {
         return Err(corrupt(0, format!("chunk of {} bytes", blob.len())));
     }
@@ -155,14 +167,49 @@ pub fn decode_column(blob: &[u8]) -> Result<Column> {
     } else {
         None
     };
-    let offset = if validity.is_some() {
+    let values_at = if validity.is_some() {
         packed_len(rows, 1)
     } else {
         0
     };
-    let values = encoding::decode(&raw[offset..], phys, enc, rows)?;
-    if values.len() != rows {
+    Ok(Opened {
+        phys,
+        enc,
+        rows,
+        validity,
+        raw,
+        values_at,
+    })
+}
+
+/// Verifies the checksum and decodes a column chunk.
+pub fn decode_column(blob: &[u8]) -> Result<Column> {
+    let o = open(blob)?;
+    let values = encoding::decode(&o.raw[o.values_at..], o.phys, o.enc, o.rows)?;
+    if values.len() != o.rows {
         return Err(corrupt(HEADER_BYTES, "value count mismatch"));
     }
-    Ok(Column { values, validity })
+    Ok(Column {
+        values,
+        validity: o.validity,
+    })
+}
+
+/// Verifies the checksum and decodes a column chunk for the kernels: a dictionary-encoded
+/// text/bytes chunk stays as its dictionary and codes (no value per row is built), any
+/// other chunk is decoded into a flat column.
+pub fn decode_vector(blob: &[u8]) -> Result<Vector> {
+    let o = open(blob)?;
+    if o.enc == Encoding::Dictionary && o.phys == PhysType::Bytes {
+        let (dict, codes) = encoding::decode_dict(&o.raw[o.values_at..], o.phys, o.rows)?;
+        return Ok(Vector::Dict(DictColumn::new(dict, codes, o.validity)));
+    }
+    let values = encoding::decode(&o.raw[o.values_at..], o.phys, o.enc, o.rows)?;
+    if values.len() != o.rows {
+        return Err(corrupt(HEADER_BYTES, "value count mismatch"));
+    }
+    Ok(Vector::Flat(Column {
+        values,
+        validity: o.validity,
+    }))
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::bitpack::{pack, unpack, width_for};
+use crate::bitpack::{pack, unpack, unpack_with, width_for};
 use crate::column::{PhysType, Values};
 use crate::error::{corrupt, Result};
 use crate::reader::Reader;
@@ -177,10 +177,9 @@ fn put_for(v: &[i64], out: &mut Vec<u8>) {
 fn get_for(r: &mut Reader<'_>, count: usize) -> Result<Vec<i64>> {
     let min = r.i64()?;
     let width = r.u8()?;
-    Ok(unpack(r, count, width)?
-        .into_iter()
-        .map(|o| min.wrapping_add(o as i64))
-        .collect())
+    let mut out = Vec::with_capacity(count);
+    unpack_with(r, count, width, |o| out.push(min.wrapping_add(o as i64)))?;
+    Ok(out)
 }
 
 fn put_bytes(b: &[u8], out: &mut Vec<u8>) {
@@ -272,17 +271,42 @@ fn put_dict(values: &Values, out: &mut Vec<u8>) {
 }
 
 fn get_dict(r: &mut Reader<'_>, phys: PhysType, count: usize) -> Result<Values> {
+    let (dict, codes) = get_dict_codes(r, phys, count)?;
+    Ok(gather(&dict, codes.iter().map(|c| *c as usize)))
+}
+
+/// The dictionary and the checked per-row codes of a dictionary-encoded chunk.
+fn get_dict_codes(r: &mut Reader<'_>, phys: PhysType, count: usize) -> Result<(Values, Vec<u32>)> {
     let dict = get_list(r, phys)?;
     let width = r.u8()?;
     let at = r.pos;
-    let codes = unpack(r, count, width)?;
-    if let Some(bad) = codes.iter().find(|c| **c as usize >= dict.len()) {
+    let mut codes = Vec::with_capacity(count);
+    let mut bad = None;
+    unpack_with(r, count, width, |c| {
+        if c as usize >= dict.len() {
+            bad = Some(c);
+        }
+        codes.push(c as u32);
+    })?;
+    if let Some(bad) = bad {
         return Err(corrupt(
             at,
             format!("code {bad} past a {}-entry dictionary", dict.len()),
         ));
     }
-    Ok(gather(&dict, codes.iter().map(|c| *c as usize)))
+    Ok((dict, codes))
+}
+
+/// Decodes a dictionary-encoded chunk body (`count` rows) into its dictionary and codes,
+/// without building one value per row: filters and GROUP BY then work on the codes.
+pub fn decode_dict(bytes: &[u8], phys: PhysType, count: usize) -> Result<(Values, Vec<u32>)> {
+    if count > CHUNK_ROWS_MAX {
+        return Err(corrupt(0, format!("row count {count}")));
+    }
+    let mut r = Reader::new(bytes);
+    let out = get_dict_codes(&mut r, phys, count)?;
+    r.finish()?;
+    Ok(out)
 }
 
 /// `src[i]` for each index, as a new vector.

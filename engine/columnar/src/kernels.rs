@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use crate::column::{float_cmp, Column, PhysType, Scalar, Values};
 use crate::error::{ColumnarError, Result};
+use crate::groups::local_codes;
+use crate::vector::Vector;
 
 /// Groups one aggregation may hold, at most (a GROUP BY on a unique column of a huge table
 /// fails instead of exhausting the shard's memory).
@@ -275,6 +277,76 @@ impl GroupedAgg {
         Ok(())
     }
 
+    /// Like [`GroupedAgg::update`], over vectors (`vector`): dictionary-coded and
+    /// narrow-range integer group columns take the dense path (`groups::local_codes`: one
+    /// group lookup per distinct key of the chunk, not per row), and counts and sums
+    /// accumulate into per-chunk arrays indexed by group.
+    pub fn update_vectors(
+        &mut self,
+        batch: &[Option<Vector>],
+        rows: usize,
+        sel: Option<&[u32]>,
+    ) -> Result<()> {
+        let row_ids: Vec<u32> = match sel {
+            Some(s) => s.to_vec(),
+            None => (0..rows as u32).collect(),
+        };
+        if row_ids.is_empty() {
+            return Ok(());
+        }
+        let group_cols: Vec<&Vector> = self
+            .group_cols
+            .iter()
+            .map(|c| vector_of(batch, *c))
+            .collect::<Result<_>>()?;
+        let gids = self.group_ids(&group_cols, &row_ids)?;
+        for a in 0..self.specs.len() {
+            let spec = self.specs[a];
+            let col = match spec.column {
+                Some(c) => Some(vector_of(batch, c)?),
+                None => None,
+            };
+            let states = &mut self.states[a];
+            match (spec.kind, col) {
+                (AggKind::CountStar, _) => count_into(states, &row_ids, &gids, |_| true),
+                (AggKind::Count, Some(v)) => count_into(states, &row_ids, &gids, |r| v.is_valid(r)),
+                (kind, Some(v)) => update_one(states, kind, Some(&v.flat()), &row_ids, &gids)?,
+                (k, None) => return Err(ColumnarError::Type(format!("{k:?} needs a column"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The group of every row of `rows`, creating groups as keys are first seen.
+    fn group_ids(&mut self, cols: &[&Vector], rows: &[u32]) -> Result<Vec<u32>> {
+        let mut key = Vec::new();
+        let key_of = |r: usize, key: &mut Vec<u8>| {
+            key.clear();
+            for c in cols {
+                c.get(r).key_bytes(key);
+            }
+        };
+        let scalars = |r: usize| cols.iter().map(|c| c.get(r)).collect::<Vec<_>>();
+        let mut gids = Vec::with_capacity(rows.len());
+        if let Some((codes, card)) = local_codes(cols, rows) {
+            let mut slots = vec![u32::MAX; card];
+            for (&r, &code) in rows.iter().zip(&codes) {
+                let slot = &mut slots[code as usize];
+                if *slot == u32::MAX {
+                    key_of(r as usize, &mut key);
+                    *slot = self.group_of(&key, || scalars(r as usize))?;
+                }
+                gids.push(*slot);
+            }
+            return Ok(gids);
+        }
+        for &r in rows {
+            key_of(r as usize, &mut key);
+            gids.push(self.group_of(&key, || scalars(r as usize))?);
+        }
+        Ok(gids)
+    }
+
     /// Folds another partial aggregation (same groups and aggregates) into this one.
     pub fn merge(&mut self, other: GroupedAgg) -> Result<()> {
         if other.specs != self.specs || other.group_cols != self.group_cols {
@@ -305,6 +377,89 @@ impl GroupedAgg {
     }
 }
 
+fn vector_of(batch: &[Option<Vector>], c: usize) -> Result<&Vector> {
+    batch
+        .get(c)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| ColumnarError::Type(format!("column {c} not loaded")))
+}
+
+/// Groups up to which counts and sums accumulate in per-chunk arrays (then fold into the
+/// states once per group); beyond, per row into the states.
+const DENSE_GROUPS_MAX: usize = 1 << 16;
+
+fn count_into(states: &mut [AggState], rows: &[u32], gids: &[u32], valid: impl Fn(usize) -> bool) {
+    if states.len() <= DENSE_GROUPS_MAX {
+        let mut n = vec![0i64; states.len()];
+        for (r, g) in rows.iter().zip(gids) {
+            if valid(*r as usize) {
+                n[*g as usize] += 1;
+            }
+        }
+        for (st, add) in states.iter_mut().zip(n) {
+            if let AggState::Count(c) = st {
+                *c += add;
+            }
+        }
+        return;
+    }
+    for (r, g) in rows.iter().zip(gids) {
+        if valid(*r as usize) {
+            if let AggState::Count(c) = &mut states[*g as usize] {
+                *c += 1;
+            }
+        }
+    }
+}
+
+/// SUM/AVG of an integer or float column into per-chunk arrays; false when the groups are
+/// too many for that (the caller then adds per row).
+fn sum_dense(states: &mut [AggState], c: &Column, rows: &[u32], gids: &[u32]) -> bool {
+    let n = states.len();
+    if n > DENSE_GROUPS_MAX {
+        return false;
+    }
+    let mut counts = vec![0i64; n];
+    match &c.values {
+        Values::Int(v) => {
+            let mut sums = vec![0i128; n];
+            for (r, g) in rows.iter().zip(gids) {
+                let (r, g) = (*r as usize, *g as usize);
+                if c.is_valid(r) {
+                    sums[g] += i128::from(v[r]);
+                    counts[g] += 1;
+                }
+            }
+            for ((st, s), k) in states.iter_mut().zip(sums).zip(counts) {
+                if let AggState::SumInt { sum, count } = st {
+                    *sum += s;
+                    *count += k;
+                }
+            }
+        }
+        Values::Float(v) => {
+            let mut sums = vec![0f64; n];
+            for (r, g) in rows.iter().zip(gids) {
+                let (r, g) = (*r as usize, *g as usize);
+                if c.is_valid(r) {
+                    sums[g] += v[r];
+                    counts[g] += 1;
+                }
+            }
+            for ((st, s), k) in states.iter_mut().zip(sums).zip(counts) {
+                if let AggState::SumFloat { sum, count } = st {
+                    if k > 0 {
+                        *sum += s;
+                        *count += k;
+                    }
+                }
+            }
+        }
+        Values::Bytes(_) => return false,
+    }
+    true
+}
+
 fn update_one(
     states: &mut [AggState],
     kind: AggKind,
@@ -331,6 +486,7 @@ fn update_one(
                 }
             }
         }
+        (AggKind::Sum | AggKind::Avg, Some(c)) if sum_dense(states, c, rows, gids) => {}
         (AggKind::Sum | AggKind::Avg, Some(c)) => match &c.values {
             Values::Int(v) => {
                 for (r, g) in pairs.filter(|(r, _)| c.is_valid(*r)) {

@@ -13,16 +13,19 @@ pub mod chunk;
 pub mod column;
 pub mod encoding;
 pub mod error;
+pub mod groups;
 pub mod kernels;
 mod reader;
 pub mod stats;
+pub mod vector;
 
-pub use chunk::{decode_column, encode_column, ChunkInfo, Codec};
+pub use chunk::{decode_column, decode_vector, encode_column, ChunkInfo, Codec};
 pub use column::{Column, PhysType, Scalar, Values};
 pub use encoding::Encoding;
 pub use error::{ColumnarError, Result};
 pub use kernels::{AggKind, AggSpec, AggState, CmpOp, GroupedAgg};
 pub use stats::{ChunkMeta, ColumnStats};
+pub use vector::{filter_vector, DictColumn, Vector};
 
 /// Rows in one chunk, at most: big enough that per-chunk overheads (a KV value per column,
 /// a header, a checksum) vanish, small enough that one decoded column stays in cache-sized

@@ -5,6 +5,7 @@
 //! see docs/sql.md.
 
 pub mod access;
+mod aggscan;
 pub mod binary;
 pub mod binder;
 pub mod cast;

@@ -377,7 +377,16 @@ impl Session {
             DmlPlan::Update(p) => (dml::run_update(p, &mut ctx, &mut w).await?, "UPDATE"),
             DmlPlan::Delete(p) => (dml::run_delete(p, &mut ctx, &mut w).await?, "DELETE"),
         };
-        let writes = w.stmt;
+        let mut writes = w.stmt;
+        if let (DmlPlan::Insert(p), None) = (d, &self.tx) {
+            if p.table.is_columnar() {
+                // Issue 11: a big autocommit INSERT goes straight into chunks.
+                match crate::columnar::bulk::write_chunks(&self.engine, &p.table, writes).await? {
+                    Some(back) => writes = back,
+                    None => return Ok(tag(format!("{what} {n}"))),
+                }
+            }
+        }
         self.apply(writes).await?;
         if let (DmlPlan::Insert(p), None) = (d, &self.tx) {
             if p.table.is_columnar() {

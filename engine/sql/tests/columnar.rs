@@ -198,6 +198,20 @@ fn auto_merge_after_threshold_keeps_every_row() {
         run(&mut s, &format!("INSERT INTO m VALUES {}", vals.join(",")));
     }
     let n = (batches * per) as i64;
+    // The merge runs in the background: wait for it (with a deadline), not for a time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = mantis_sql::columnar::background::background_merges();
+        if m.started >= 1 && m.finished == m.started {
+            assert_eq!(m.failed, 0, "{m:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "merge never finished: {m:?}"
+        );
+        std::thread::yield_now();
+    }
     assert_eq!(
         rows(&mut s, "SELECT count(*), sum(id) FROM m"),
         vec![vec![n.to_string(), (n * (n - 1) / 2).to_string()]]
@@ -459,4 +473,81 @@ proptest! {
             }
         }
     }
+}
+
+// ------------------------------------------------- issue 11, round 2: bulk path, pending
+
+#[test]
+fn big_insert_goes_straight_into_chunks_and_small_ones_into_the_delta() {
+    let (_e, sql, _sim) = setup(2);
+    let mut s = sql.session();
+    run(
+        &mut s,
+        "CREATE TABLE m (id bigint, g int, t text) WITH (storage = 'columnar')",
+    );
+    let n = mantis_sql::columnar::bulk::BULK_ROWS_MIN + 500;
+    let vals: Vec<String> = (0..n)
+        .map(|i| format!("({i}, {}, '{}')", i % 7, ["x", "y", "z"][i % 3]))
+        .collect();
+    run(&mut s, &format!("INSERT INTO m VALUES {}", vals.join(",")));
+    run(&mut s, "INSERT INTO m VALUES (-1, 100, 'small')");
+    let n = n as i64;
+    assert_eq!(
+        rows(&mut s, "SELECT count(*), sum(id) FROM m"),
+        vec![vec![(n + 1).to_string(), (n * (n - 1) / 2 - 1).to_string()]]
+    );
+    let c = mantis_sql::columnar::last_scan();
+    // Two shards, one chunk each from the big INSERT; the small one in the delta.
+    assert_eq!(c.chunks_total, 2, "{c:?}");
+    assert_eq!(c.delta_rows_read, 1, "{c:?}");
+    let per_t: Vec<Vec<String>> = sorted(rows(&mut s, "SELECT t, count(*) FROM m GROUP BY t"));
+    let third = |r: i64| ((n - r + 2) / 3).to_string();
+    assert_eq!(
+        per_t,
+        vec![
+            vec!["small".to_string(), "1".to_string()],
+            vec!["x".to_string(), third(0)],
+            vec!["y".to_string(), third(1)],
+            vec!["z".to_string(), third(2)],
+        ]
+    );
+    assert_eq!(
+        rows(&mut s, "SELECT count(*) FROM m WHERE t = 'y' AND g < 3"),
+        vec![vec![(0..n)
+            .filter(|i| i % 3 == 1 && i % 7 < 3)
+            .count()
+            .to_string()]]
+    );
+}
+
+#[test]
+fn a_transaction_sees_its_own_pending_rows_in_pushed_down_scans() {
+    let (_e, sql, _sim) = setup(2);
+    let mut s = sql.session();
+    run(
+        &mut s,
+        "CREATE TABLE m (g int, v bigint) WITH (storage = 'columnar')",
+    );
+    run(&mut s, "INSERT INTO m VALUES (1, 10), (2, 20), (1, 30)");
+    run(&mut s, "VACUUM m");
+    run(&mut s, "INSERT INTO m VALUES (2, 5)");
+    run(&mut s, "BEGIN");
+    run(&mut s, "INSERT INTO m VALUES (1, 100), (3, 7)");
+    assert_eq!(
+        sorted(rows(&mut s, "SELECT g, count(*), sum(v) FROM m GROUP BY g")),
+        vec![
+            vec!["1", "3", "140"],
+            vec!["2", "2", "25"],
+            vec!["3", "1", "7"]
+        ]
+    );
+    assert_eq!(
+        sorted(rows(&mut s, "SELECT g, v FROM m WHERE v > 20")),
+        vec![vec!["1", "100"], vec!["1", "30"]]
+    );
+    run(&mut s, "ROLLBACK");
+    assert_eq!(
+        sorted(rows(&mut s, "SELECT g, sum(v) FROM m GROUP BY g")),
+        vec![vec!["1", "40"], vec!["2", "25"]]
+    );
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use mantis_columnar::column::ColumnBuilder;
 use mantis_columnar::{encode_column, ChunkMeta, Column, PhysType, Scalar, CHUNK_ROWS_MAX};
-use mantis_engine::BatchOp;
+use mantis_engine::{BatchOp, EngineHandle};
 
 use super::convert::{phys_of, to_scalar};
 use super::keys;
@@ -32,14 +32,20 @@ pub struct MergeStats {
 
 static MERGING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
-struct MergeGuard(u32);
+pub(super) struct MergeGuard(u32);
 
 impl MergeGuard {
-    fn try_new(table_id: u32) -> Result<Option<MergeGuard>> {
+    pub(super) fn try_new(table_id: u32) -> Result<Option<MergeGuard>> {
         let mut set = MERGING
             .lock()
             .map_err(|_| SqlError::internal("columnar merge registry poisoned"))?;
-        Ok(set.insert(table_id).then_some(MergeGuard(table_id)))
+        // Not `then_some(MergeGuard(..))`: that builds (and drops) a guard even when the
+        // table is busy, and its `Drop` takes this lock again: a self-deadlock.
+        if set.insert(table_id) {
+            Ok(Some(MergeGuard(table_id)))
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -79,6 +85,15 @@ pub async fn merge_table_with(
     t: &TableDef,
     chunk_rows: usize,
 ) -> Result<MergeStats> {
+    merge_on(engine.handle(), t, chunk_rows).await
+}
+
+/// The merge itself, needing only the engine handle (it runs in the background too).
+pub async fn merge_on(
+    handle: &EngineHandle,
+    t: &TableDef,
+    chunk_rows: usize,
+) -> Result<MergeStats> {
     assert!(chunk_rows > 0 && chunk_rows <= CHUNK_ROWS_MAX);
     let Some(_guard) = MergeGuard::try_new(t.id)? else {
         return Ok(MergeStats {
@@ -86,7 +101,6 @@ pub async fn merge_table_with(
             ..MergeStats::default()
         });
     };
-    let handle = engine.handle();
     let view = View {
         handle,
         layers: [None, None],
@@ -103,9 +117,9 @@ pub async fn merge_table_with(
             continue;
         }
         let shard = u16::try_from(shard).map_err(|_| SqlError::internal("shard id"))?;
-        let mut next_chunk = next_chunk_id(engine, t, shard).await?;
+        let mut next_chunk = next_chunk_id(handle, t, shard).await?;
         for part in rows.chunks(chunk_rows) {
-            let (ops, bytes) = chunk_batch(engine, t, shard, next_chunk, part)?;
+            let (ops, bytes) = chunk_batch(handle, t, shard, next_chunk, part, true)?;
             handle
                 .write_batch(ops)
                 .await
@@ -120,9 +134,9 @@ pub async fn merge_table_with(
     Ok(stats)
 }
 
-async fn next_chunk_id(engine: &SqlEngine, t: &TableDef, shard: u16) -> Result<u64> {
+pub(super) async fn next_chunk_id(handle: &EngineHandle, t: &TableDef, shard: u16) -> Result<u64> {
     let view = View {
-        handle: engine.handle(),
+        handle,
         layers: [None, None],
     };
     let prefix = keys::header_prefix(t.id, Some(shard));
@@ -156,16 +170,18 @@ pub fn transpose(t: &TableDef, rows: &[(Vec<u8>, Row)]) -> Result<Vec<Column>> {
     Ok(cols)
 }
 
-/// One merge step's batch: the chunk's columns and header, and the deletes of its rows.
-fn chunk_batch(
-    engine: &SqlEngine,
+/// One merge step's batch: the chunk's columns and header, and (`delete_rows`) the deletes
+/// of its delta rows.
+pub(super) fn chunk_batch(
+    handle: &EngineHandle,
     t: &TableDef,
     shard: u16,
     chunk: u64,
     rows: &[(Vec<u8>, Row)],
+    delete_rows: bool,
 ) -> Result<(Vec<BatchOp>, u64)> {
     assert!(!rows.is_empty() && rows.len() <= CHUNK_ROWS_MAX);
-    let handle = engine.handle();
+
     let cols = transpose(t, rows)?;
     let meta = ChunkMeta::of(&cols);
     let mut ops = Vec::with_capacity(cols.len() + 1 + rows.len());
@@ -190,7 +206,9 @@ fn chunk_batch(
     });
     for (k, _) in rows {
         debug_assert_eq!(handle.shard_for(k), shard as usize);
-        ops.push(BatchOp::Delete { key: k.clone() });
+        if delete_rows {
+            ops.push(BatchOp::Delete { key: k.clone() });
+        }
     }
     Ok((ops, bytes))
 }

@@ -1,18 +1,23 @@
 //! Columnar tables (issue 11): `CREATE TABLE ... WITH (storage = 'columnar')`.
 //!
 //! Inserts go through the WAL like any row: into a row-wise *delta* under the table's row
-//! prefix, keyed by the hidden row id. A *merge* (`merge`; `VACUUM tbl`, or automatically
-//! once `DELTA_ROWS_MERGE` rows were inserted through one SQL engine) moves each shard's
-//! delta into column chunks stored as KV values on that same shard (`keys`), writing the
-//! chunk and deleting the merged delta rows in one atomic per-shard batch. Scans (`scan`)
-//! read the delta first, then the chunks (skipping those whose min/max exclude the filter),
-//! dropping chunk rows whose row id is still in the delta (a merge that ran in between),
-//! and `pushdown` runs filter + GROUP BY + aggregates in the `mantis_columnar` kernels per
-//! chunk, merging partial states. UPDATE and DELETE are refused (0A000).
+//! prefix, keyed by the hidden row id; an autocommit INSERT of many rows skips the delta
+//! and writes chunks directly (`bulk`). A *merge* (`merge`; `VACUUM tbl`, or in the
+//! background once `DELTA_ROWS_MERGE` rows were inserted through one SQL engine:
+//! `background`) moves each shard's delta into column chunks stored as KV values on that
+//! same shard (`keys`), writing the chunk and deleting the merged delta rows in one atomic
+//! per-shard batch. Scans run on the shards that own the data (`onshard`): the delta
+//! first, then the chunks (skipping those whose min/max exclude the filter), dropping chunk
+//! rows whose row id is still in the delta (a merge that ran in between); `pushdown` runs
+//! filter + GROUP BY + aggregates there in the `mantis_columnar` kernels, and only partial
+//! states cross shards. UPDATE and DELETE are refused (0A000).
 
+pub mod background;
+pub mod bulk;
 pub mod convert;
 pub mod keys;
 pub mod merge;
+pub mod onshard;
 pub mod pushdown;
 pub mod scan;
 
@@ -89,8 +94,8 @@ thread_local!(static INSERTED: std::cell::RefCell<std::collections::HashMap<u32,
     std::cell::RefCell::new(std::collections::HashMap::new()));
 
 /// Counts rows committed into a columnar table's delta through this thread's engine and
-/// merges the delta once `DELTA_ROWS_MERGE` have accumulated (inline, at the end of the
-/// INSERT that crossed the threshold: the statement is already durable).
+/// starts a background merge of the delta once `DELTA_ROWS_MERGE` have accumulated
+/// (`background`: the INSERT that crossed the threshold does not wait for it).
 pub async fn note_inserts(engine: &crate::SqlEngine, t: &TableDef, rows: u64) -> Result<()> {
     let due = INSERTED.with(|m| {
         let mut m = m.borrow_mut();
@@ -104,7 +109,7 @@ pub async fn note_inserts(engine: &crate::SqlEngine, t: &TableDef, rows: u64) ->
         }
     });
     if due {
-        merge_table(engine, t).await?;
+        background::spawn_merge(engine.handle(), t)?;
     }
     Ok(())
 }

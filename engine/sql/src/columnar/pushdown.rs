@@ -1,8 +1,9 @@
 //! Aggregates pushed into the column kernels: `Aggregate { Scan columnar [Filter] }` whose
 //! filter is all scalar comparisons, whose GROUP BY is plain columns and whose aggregates
-//! are COUNT/SUM/AVG/MIN/MAX of plain columns (no DISTINCT) runs per chunk (filter →
-//! selection vector → hash aggregation into partial states), and the partials of every
-//! chunk and of the delta merge into the result rows the row executor would produce.
+//! are COUNT/SUM/AVG/MIN/MAX of plain columns (no DISTINCT) runs per chunk on the shard
+//! that owns the chunk (`onshard`: filter → selection vector → hash aggregation into
+//! partial states), and the shards' partials merge into the result rows the row executor
+//! would produce. The shape check is shared with the row tables' pushdown (`aggscan`).
 //! Anything else reads the table into rows and runs the ordinary executor.
 
 use std::rc::Rc;
@@ -10,8 +11,10 @@ use std::rc::Rc;
 use mantis_columnar::{AggKind, AggSpec, AggState, GroupedAgg, PhysType, Scalar};
 use rust_decimal::Decimal;
 
-use super::convert::{ordered, phys_of, to_value};
-use super::scan::{for_each_batch, preds_of, Pred};
+use super::convert::{ordered, to_value};
+use super::onshard::{batch_phys, run_everywhere, Output, Work};
+use super::scan::{preds_of, Pred};
+use crate::aggscan::{agg_over_scan, AggOverScan};
 use crate::catalog::TableDef;
 use crate::error::{state, Result, SqlError};
 use crate::exec::Row;
@@ -30,23 +33,13 @@ pub struct AggPushdown<'a> {
 
 /// The pushed-down form of an `Aggregate` node, when it has one.
 pub fn analyze(plan: &Plan) -> Option<AggPushdown<'_>> {
-    let Plan::Aggregate { input, group, aggs } = plan else {
-        return None;
-    };
-    let (table, filter) = match &**input {
-        Plan::Scan { table, filter } => (table, filter.clone()),
-        Plan::Filter { input, pred } => match &**input {
-            Plan::Scan { table, filter } => (
-                table,
-                Some(match filter {
-                    Some(f) => BExpr::Bin(BinOp::And, Box::new(f.clone()), Box::new(pred.clone())),
-                    None => pred.clone(),
-                }),
-            ),
-            _ => return None,
-        },
-        _ => return None,
-    };
+    let AggOverScan {
+        table,
+        filter,
+        group,
+        aggs,
+        ..
+    } = agg_over_scan(plan)?;
     if !table.is_columnar() {
         return None;
     }
@@ -105,31 +98,14 @@ fn spec_of(t: &TableDef, a: &AggCall) -> Option<AggSpec> {
 
 /// Collects the `Aggregate` nodes of `plan` (not inside subqueries) that push down.
 pub fn candidates<'a>(plan: &'a Plan, out: &mut Vec<&'a Plan>) {
-    if analyze(plan).is_some() {
-        out.push(plan);
-        return;
-    }
-    match plan {
-        Plan::Filter { input, .. }
-        | Plan::Project { input, .. }
-        | Plan::Aggregate { input, .. }
-        | Plan::Sort { input, .. }
-        | Plan::Limit { input, .. }
-        | Plan::Distinct { input } => candidates(input, out),
-        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-            candidates(left, out);
-            candidates(right, out);
-        }
-        _ => {}
-    }
+    crate::aggscan::candidates(plan, &|p| analyze(p).is_some(), out);
 }
 
 impl AggPushdown<'_> {
     /// The aggregate's output rows: group values, then aggregate values.
     pub async fn run(&self, view: &View<'_>) -> Result<Vec<Row>> {
         let t = self.table;
-        let mut phys: Vec<PhysType> = t.columns.iter().map(|c| phys_of(&c.ty)).collect();
-        phys.push(PhysType::Int);
+        let phys = batch_phys(t);
         let mut total = GroupedAgg::new(self.group_cols.clone(), self.specs.clone(), &phys)
             .map_err(|e| SqlError::internal(format!("columnar aggregate: {e}")))?;
         let needed: Vec<usize> = self
@@ -138,13 +114,15 @@ impl AggPushdown<'_> {
             .copied()
             .chain(self.specs.iter().filter_map(|s| s.column))
             .collect();
-        for_each_batch(t, &self.preds, &needed, view, |batch, rows, sel| {
-            let mut part = GroupedAgg::new(self.group_cols.clone(), self.specs.clone(), &phys)
-                .map_err(|e| SqlError::internal(format!("columnar aggregate: {e}")))?;
-            part.update(batch, rows, sel).map_err(agg_err)?;
-            total.merge(part).map_err(agg_err)
-        })
-        .await?;
+        let work = Work::Aggregate {
+            group_cols: self.group_cols.clone(),
+            specs: self.specs.clone(),
+        };
+        for part in run_everywhere(t, &self.preds, &needed, work, view).await? {
+            if let Output::Aggregate(part) = part {
+                total.merge(part).map_err(agg_err)?;
+            }
+        }
         let mut groups = total.into_groups();
         if groups.is_empty() && self.group_cols.is_empty() {
             // An aggregate without GROUP BY yields one row even over no input.
@@ -180,7 +158,7 @@ fn empty_state(s: &AggSpec, phys: &[PhysType]) -> AggState {
     }
 }
 
-fn agg_err(e: mantis_columnar::ColumnarError) -> SqlError {
+pub(crate) fn agg_err(e: mantis_columnar::ColumnarError) -> SqlError {
     match e {
         mantis_columnar::ColumnarError::Limit(m) => SqlError::new(state::PROGRAM_LIMIT_EXCEEDED, m),
         other => SqlError::internal(format!("columnar aggregate: {other}")),

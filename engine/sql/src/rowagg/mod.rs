@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use mantis_engine::ScanRange;
 
+use crate::aggscan::{agg_over_scan, AggOverScan};
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::exec::{check_rows, finish, fresh_states, merge_state, Row};
@@ -41,23 +42,13 @@ pub struct RowAggPushdown<'a> {
 
 /// The pushed-down form of an `Aggregate` node, when it has one.
 pub fn analyze(plan: &Plan) -> Option<RowAggPushdown<'_>> {
-    let Plan::Aggregate { input, group, aggs } = plan else {
-        return None;
-    };
-    let (table, filter) = match &**input {
-        Plan::Scan { table, filter } => (table, filter.clone()),
-        Plan::Filter { input, pred } => match &**input {
-            Plan::Scan { table, filter } => (
-                table,
-                Some(match filter {
-                    Some(f) => BExpr::and(f.clone(), pred.clone()),
-                    None => pred.clone(),
-                }),
-            ),
-            _ => return None,
-        },
-        _ => return None,
-    };
+    let AggOverScan {
+        table,
+        filter,
+        group,
+        aggs,
+        ..
+    } = agg_over_scan(plan)?;
     if table.is_columnar() || aggs.iter().any(float_sum) {
         return None;
     }
@@ -108,34 +99,12 @@ fn mark_columns(e: &BExpr, needed: &mut [bool]) {
 
 /// Collects the `Aggregate` nodes of `plan` (not inside subqueries) that push down.
 pub fn candidates<'a>(plan: &'a Plan, out: &mut Vec<&'a Plan>) {
-    if analyze(plan).is_some() {
-        out.push(plan);
-        return;
-    }
-    match plan {
-        Plan::Filter { input, .. }
-        | Plan::Project { input, .. }
-        | Plan::Aggregate { input, .. }
-        | Plan::Sort { input, .. }
-        | Plan::Limit { input, .. }
-        | Plan::Distinct { input } => candidates(input, out),
-        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-            candidates(left, out);
-            candidates(right, out);
-        }
-        _ => {}
-    }
+    crate::aggscan::candidates(plan, &|p| analyze(p).is_some(), out);
 }
 
 /// The `Scan` node below a pushed-down aggregate (not read into rows).
 pub fn scan_of(agg: &Plan) -> Option<&Plan> {
-    let Plan::Aggregate { input, .. } = agg else {
-        return None;
-    };
-    Some(match &**input {
-        Plan::Filter { input, .. } => input,
-        other => other,
-    })
+    agg_over_scan(agg).map(|a| a.scan)
 }
 
 impl RowAggPushdown<'_> {
@@ -221,7 +190,7 @@ impl RowAggPushdown<'_> {
 
 /// The statement's and transaction's pending versions of the rows in [prefix, end), newest
 /// layer winning: `None` is a pending delete.
-fn pending_rows<'a>(
+pub(crate) fn pending_rows<'a>(
     view: &View<'a>,
     prefix: &[u8],
     end: Option<&[u8]>,
