@@ -58,7 +58,7 @@ pub fn analyze(plan: &Plan) -> Option<RowAggPushdown<'_>> {
         },
         _ => return None,
     };
-    if table.is_columnar() || aggs.iter().any(float_sum) {
+    if table.is_columnar() || table.is_document() || aggs.iter().any(float_sum) {
         return None;
     }
     let mut needed = vec![false; table.columns.len()];
