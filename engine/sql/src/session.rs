@@ -602,11 +602,26 @@ impl Session {
                 let notes = crate::docs::explain_notes(self.engine.handle(), plan).await?;
                 crate::explain::explain_with(plan, &notes)
             }
+            Kind::DocInsert(d) => {
+                let notes = crate::docs::explain_notes(self.engine.handle(), &d.source).await?;
+                let mut v = vec![format!(
+                    "Insert on {}.{} (one document store insert per row)",
+                    crate::docs::SCHEMA,
+                    d.collection
+                )];
+                v.extend(
+                    crate::explain::explain_with(&d.source, &notes)
+                        .into_iter()
+                        .map(|l| format!("  {l}")),
+                );
+                v
+            }
             Kind::Dml(d) => match &**d {
                 DmlPlan::Insert(i) => {
+                    let notes = crate::docs::explain_notes(self.engine.handle(), &i.source).await?;
                     let mut v = vec![format!("Insert on {}", i.table.name)];
                     v.extend(
-                        crate::explain::explain(&i.source)
+                        crate::explain::explain_with(&i.source, &notes)
                             .into_iter()
                             .map(|l| format!("  {l}")),
                     );
