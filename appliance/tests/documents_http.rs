@@ -167,3 +167,122 @@ fn client_mistakes_are_4xx_with_a_json_error() {
     // Still serving.
     assert_eq!(d.http("GET", "/health/live", &[], b"").status, 200);
 }
+
+/// Runs the real `psql` with `script` on stdin against the daemon; stdout and stderr.
+fn psql(d: &Daemon, script: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("psql")
+        .args([
+            "-X",
+            "-w",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "mantis",
+            "-d",
+            "mantis",
+        ])
+        .args(["-p", &d.pg.port().to_string()])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    // wait_with_output on a helper thread, so a hung psql fails the test at a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(common::IO_TIMEOUT)
+        .unwrap_or_else(|_| panic!("psql did not finish within {:?}", common::IO_TIMEOUT))
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Collections as SQL tables through the real daemon and the real psql (issue 11): documents
+/// written over HTTP are rows of `documents.<collection>`, the jsonb operators work, an index
+/// made in SQL is used (EXPLAIN) and serves HTTP queries, and an SQL INSERT is an HTTP GET.
+#[test]
+fn documents_through_psql() {
+    common::require_tool("psql");
+    let d = Daemon::start(Options::default());
+    for (id, body) in [
+        (
+            "a1",
+            r#"{"kind": "cat", "age": 3, "tags": ["grey", "indoor"], "owner": {"city": "Oslo"}}"#,
+        ),
+        (
+            "a2",
+            r#"{"kind": "dog", "age": 7, "tags": ["black"], "owner": {"city": "Rome"}}"#,
+        ),
+        (
+            "a3",
+            r#"{"kind": "cat", "age": 12, "owner": {"city": "Oslo"}, "chip": null}"#,
+        ),
+    ] {
+        let r = d.http(
+            "POST",
+            "/api/v1/documents/pets",
+            &[],
+            format!("{{\"_id\": \"{id}\", {}", &body[1..]).as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let out = psql(
+        &d,
+        "SELECT id, doc->>'kind', doc->'owner'->>'city' FROM documents.pets ORDER BY id;\n\
+         SELECT count(*) FROM documents.pets WHERE doc @> '{\"tags\": [\"indoor\"]}';\n\
+         SELECT doc->>'kind', avg((doc->'age')::numeric) FROM documents.pets GROUP BY 1 ORDER BY 1;\n\
+         SELECT doc->>'chip' IS NULL, doc->'chip' FROM documents.pets WHERE id = 'a3';\n\
+         CREATE INDEX ON documents.pets ((doc->>'kind'));\n\
+         EXPLAIN SELECT id FROM documents.pets WHERE doc->>'kind' = 'cat';\n\
+         SELECT id FROM documents.pets WHERE doc->>'kind' = 'cat' ORDER BY id;\n\
+         INSERT INTO documents.pets (id, doc) VALUES ('a4', '{\"kind\":  \"cat\"}');\n\
+         SELECT 1 -> 'x';\n",
+    );
+    for want in [
+        "a1|cat|Oslo",
+        "a2|dog|Rome",
+        "a3|cat|Oslo",
+        "\n1\n",
+        "cat|7.5",
+        "dog|7",
+        "t|null",
+        "CREATE INDEX",
+        "Document Scan on documents.pets using path index kind (in)",
+        "a1\na3",
+        "INSERT 0 1",
+        "operator does not exist: integer -> unknown",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The index made in SQL serves HTTP queries, and the SQL insert is there byte for byte.
+    let r = d.http(
+        "POST",
+        "/api/v1/documents/pets/_explain",
+        &[],
+        br#"{"filter": {"path": "kind", "op": "eq", "value": "cat"}}"#,
+    );
+    assert_eq!(json(&r.body)["plan"]["access"], "index", "{}", r.text());
+    let r = d.http("GET", "/api/v1/documents/pets/a4", &[], b"");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "{\"kind\":  \"cat\"}".to_string())
+    );
+}

@@ -105,6 +105,7 @@ pub fn api_error(e: DocError) -> ApiError {
         DocError::NotFound { .. } => ApiError::not_found(msg),
         DocError::NoIndex { .. } => ApiError::not_found(msg),
         DocError::TooManyIndexes { .. } => ApiError::bad_request("too_many_indexes", msg),
+        DocError::TooManyResults { .. } => ApiError::bad_request("too_many_results", msg),
         _ => {
             tracing::error!(error = %msg, "document store error on HTTP request");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corruption", msg)

@@ -62,6 +62,8 @@ pub enum DocError {
         shard: usize,
         reason: String,
     },
+    #[error("more than {max} documents of collection {collection:?} match; narrow the query")]
+    TooManyResults { collection: String, max: usize },
     #[error("encode: {0}")]
     Encode(String),
     #[error(transparent)]
@@ -87,6 +89,7 @@ impl DocError {
                 | DocError::NotFound { .. }
                 | DocError::NoIndex { .. }
                 | DocError::TooManyIndexes { .. }
+                | DocError::TooManyResults { .. }
         )
     }
 }

@@ -324,6 +324,42 @@ impl DocStore {
     pub async fn query(&self, collection: &str, query: &Query) -> Result<QueryResult> {
         check_collection(collection)?;
         let access = self.plan_access(collection, query).await?;
+        self.run_query(collection, query, access).await
+    }
+
+    /// Every document of `collection` that matches `filter`, by id, through an index when
+    /// one fits: the read behind SQL's `documents.<collection>` tables (issue 11). Unlike
+    /// `query` it has no 10,000 cap, but refuses with `TooManyResults` past `rows_max`
+    /// rather than cutting the answer silently (SQL aggregates need every row).
+    pub async fn select(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        rows_max: usize,
+    ) -> Result<QueryResult> {
+        check_collection(collection)?;
+        let query = Query {
+            filter: filter.clone(),
+            sort: Vec::new(),
+            limit: rows_max.saturating_add(1),
+        };
+        let access = self.plan_access(collection, &query).await?;
+        let result = self.run_query(collection, &query, access).await?;
+        if result.documents.len() > rows_max {
+            return Err(DocError::TooManyResults {
+                collection: collection.into(),
+                max: rows_max,
+            });
+        }
+        Ok(result)
+    }
+
+    async fn run_query(
+        &self,
+        collection: &str,
+        query: &Query,
+        access: Option<IndexAccess>,
+    ) -> Result<QueryResult> {
         let mut plan = plan_of(access.as_ref(), self.engine.shard_count());
         let calls = (0..self.engine.shard_count()).map(|shard| {
             let (h, q, a) = (self.engine.clone(), query.clone(), access.clone());

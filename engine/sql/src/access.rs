@@ -130,6 +130,18 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
                     ctx.fetched.insert(id, Rc::new(rows));
                 }
             }
+            Plan::Scan { table, filter } if table.is_document() => {
+                let konst = |e: &BExpr| {
+                    if e.is_constant() {
+                        eval(e, &[], ctx, &[]).ok()
+                    } else {
+                        None
+                    }
+                };
+                let rows = crate::docs::fetch(view.handle, table, filter.as_ref(), &konst).await?;
+                ctx.fetched
+                    .insert(node as *const Plan as usize, Rc::new(rows));
+            }
             Plan::Scan { table, .. } if !ctx.tables.contains_key(&table.id) => {
                 let rows = scan_table(table, view).await?;
                 ctx.tables.insert(table.id, Rc::new(rows));

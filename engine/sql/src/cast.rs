@@ -151,6 +151,9 @@ pub fn cast(v: Value, ty: &SqlType, explicit: bool) -> Result<Value> {
         )
     };
     Ok(match (ty, v) {
+        (t, Value::Jsonb(j)) if t.is_numeric_family() || *t == SqlType::Bool => {
+            return jsonb_scalar(j, t, explicit)
+        }
         (SqlType::Int16, v) => Value::Int16(to_int(&v, "smallint")?.ok_or_else(|| fail(&v))?),
         (SqlType::Int32, v) => Value::Int32(to_int(&v, "integer")?.ok_or_else(|| fail(&v))?),
         (SqlType::Int64, v) => Value::Int64(to_int(&v, "bigint")?.ok_or_else(|| fail(&v))?),
@@ -188,6 +191,31 @@ pub fn cast(v: Value, ty: &SqlType, explicit: bool) -> Result<Value> {
         (_, Value::Text(s)) => parse_text(ty, &s)?,
         (_, v) => return Err(fail(&v)),
     })
+}
+
+/// PostgreSQL's casts of jsonb to numbers and booleans: only a JSON number (or boolean)
+/// converts; any other JSON type is 22023 "cannot cast jsonb string to type numeric".
+fn jsonb_scalar(j: serde_json::Value, ty: &SqlType, explicit: bool) -> Result<Value> {
+    use serde_json::Value as J;
+    let kind = match &j {
+        J::Number(n) if ty.is_float() => return cast(Value::Text(n.to_string()), ty, explicit),
+        // Through numeric, so integers round fractions as PostgreSQL does ('2.5' -> 3).
+        J::Number(n) if ty.is_numeric_family() => {
+            let exact = cast(Value::Text(n.to_string()), &SqlType::Numeric, explicit)?;
+            return cast(exact, ty, explicit);
+        }
+        J::Bool(b) if *ty == SqlType::Bool => return Ok(Value::Bool(*b)),
+        J::Null => "null",
+        J::Bool(_) => "boolean",
+        J::Number(_) => "numeric",
+        J::String(_) => "string",
+        J::Array(_) => "array",
+        J::Object(_) => "object",
+    };
+    Err(SqlError::new(
+        crate::error::state::INVALID_PARAMETER_VALUE,
+        format!("cannot cast jsonb {kind} to type {}", ty.pg_name()),
+    ))
 }
 
 fn to_text(v: Value) -> String {

@@ -46,6 +46,9 @@ pub enum StorageKind {
     #[default]
     Row,
     Columnar,
+    /// A document collection seen as a table (`documents.<collection>`, issue 11): made up
+    /// by the binder, never stored in the catalog; rows come from the document store.
+    Document,
 }
 
 impl StorageKind {
@@ -53,6 +56,7 @@ impl StorageKind {
         match self {
             StorageKind::Row => "row",
             StorageKind::Columnar => "columnar",
+            StorageKind::Document => "document",
         }
     }
 }
@@ -60,6 +64,10 @@ impl StorageKind {
 impl TableDef {
     pub fn is_columnar(&self) -> bool {
         self.storage == StorageKind::Columnar
+    }
+
+    pub fn is_document(&self) -> bool {
+        self.storage == StorageKind::Document
     }
 
     pub fn column_index(&self, name: &str) -> Option<usize> {

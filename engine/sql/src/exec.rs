@@ -94,7 +94,7 @@ pub fn exec(plan: &Plan, ctx: &Ctx, outer: &Outer) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::Scan { table, filter } if table.is_columnar() => {
+        Plan::Scan { table, filter } if table.is_columnar() || table.is_document() => {
             let id = plan as *const Plan as usize;
             let data = ctx
                 .fetched

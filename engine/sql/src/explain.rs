@@ -1,10 +1,20 @@
 //! EXPLAIN: the optimized plan that runs, one operator per line, children indented.
 
+use std::collections::HashMap;
+
 use crate::plan::{BExpr, JoinKind, Plan, SetOpKind};
 
+/// What EXPLAIN prints for nodes whose access is decided by I/O (collection scans: which path
+/// index the document store picks), by node address; see `docs::explain_notes`.
+pub type Notes = HashMap<usize, String>;
+
 pub fn explain(plan: &Plan) -> Vec<String> {
+    explain_with(plan, &Notes::new())
+}
+
+pub fn explain_with(plan: &Plan, notes: &Notes) -> Vec<String> {
     let mut out = Vec::new();
-    node(plan, 0, &mut out);
+    node(plan, 0, &mut out, notes);
     out
 }
 
@@ -46,7 +56,7 @@ fn opt(label: &str, e: &Option<BExpr>) -> String {
         .map_or(String::new(), |e| format!(" {label}: {}", expr(e)))
 }
 
-fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
+fn node(plan: &Plan, depth: usize, out: &mut Vec<String>, notes: &Notes) {
     let pad = if depth == 0 {
         String::new()
     } else {
@@ -65,7 +75,7 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
                 "  ".repeat(depth + 1),
                 aggs.len()
             ));
-            node(input, depth + 2, out);
+            node(input, depth + 2, out, notes);
             return;
         }
     }
@@ -89,6 +99,14 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
                 opt("Filter", filter)
             )
         }
+        Plan::Scan { table, filter } if table.is_document() => format!(
+            "{}{}",
+            notes
+                .get(&(plan as *const Plan as usize))
+                .cloned()
+                .unwrap_or_else(|| format!("Document Scan on {}", table.name)),
+            opt("Filter", filter)
+        ),
         Plan::Scan { table, filter } => {
             format!("Seq Scan on {}{}", table.name, opt("Filter", filter))
         }
@@ -191,10 +209,10 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
         | Plan::Aggregate { input, .. }
         | Plan::Sort { input, .. }
         | Plan::Limit { input, .. }
-        | Plan::Distinct { input } => node(input, depth + 1, out),
+        | Plan::Distinct { input } => node(input, depth + 1, out, notes),
         Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-            node(left, depth + 1, out);
-            node(right, depth + 1, out);
+            node(left, depth + 1, out, notes);
+            node(right, depth + 1, out, notes);
         }
         _ => {}
     }

@@ -122,6 +122,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value> {
     if !lenient && args.iter().any(Value::is_null) {
         return Ok(Value::Null);
     }
+    if crate::docs::json::is_json_function(name) {
+        return crate::docs::json::call(name, &args);
+    }
     let a0 = args.first().cloned().unwrap_or(Value::Null);
     Ok(match name {
         "abs" => match a0 {

@@ -131,6 +131,8 @@ fn read_set(plan: &Plan, ctx: &Ctx, write_table: Option<u32>) -> Result<ReadSet>
                 set.rows
                     .insert((table.id, keys::row_key(table.id, &vals), mode));
             }
+            // Collections are not SQL tables: their writes take no SQL locks.
+            Plan::Scan { table, .. } if table.is_document() => {}
             Plan::Scan { table, .. } | Plan::IndexScan { table, .. } => {
                 let mode = if write_table == Some(table.id) {
                     LockMode::SIX

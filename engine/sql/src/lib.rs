@@ -14,6 +14,7 @@ pub mod columnar;
 pub mod datetime;
 mod ddl;
 mod dml;
+pub mod docs;
 pub mod error;
 pub mod eval;
 pub mod exec;

@@ -20,6 +20,8 @@ enum Kind {
         plan: Rc<Plan>,
     },
     Dml(Rc<DmlPlan>),
+    /// INSERT into a document collection (issue 11).
+    DocInsert(Rc<crate::docs::write::DocInsert>),
     /// DDL, transaction control and the like: run from the statement each time.
     Other,
     Empty,
@@ -208,6 +210,15 @@ impl Session {
                     cols,
                 )
             }
+            Some(Statement::Insert(ins)) if crate::docs::write::insert_target(ins).is_some() => {
+                let coll = crate::docs::write::insert_target(ins).unwrap_or_default();
+                (
+                    Kind::DocInsert(Rc::new(crate::docs::write::bind_insert(
+                        &mut b, ins, &coll,
+                    )?)),
+                    Vec::new(),
+                )
+            }
             Some(Statement::Insert(ins)) => (
                 Kind::Dml(Rc::new(DmlPlan::Insert(dml::bind_insert(&mut b, ins)?))),
                 Vec::new(),
@@ -313,6 +324,17 @@ impl Session {
                 })
             }
             Kind::Dml(d) => self.run_dml(d, params).await,
+            Kind::DocInsert(d) => {
+                if self.tx.is_some() {
+                    return Err(SqlError::new(
+                        state::ACTIVE_SQL_TRANSACTION,
+                        "INSERT into a document collection cannot run inside a transaction block",
+                    ));
+                }
+                let rows = self.run_query(&d.source, params).await?;
+                let n = crate::docs::write::run_insert(self.engine.handle(), d, rows).await?;
+                Ok(tag(format!("INSERT 0 {n}")))
+            }
             Kind::Other => match &p.inner.stmt {
                 Some(s) => self.run_other(s).await,
                 None => Ok(tag("")),
@@ -468,6 +490,12 @@ impl Session {
                 Ok(tag("ROLLBACK"))
             }
             Statement::CreateTable(ct) => ddl::create_table(&self.engine, ct).await,
+            Statement::CreateIndex(ci) if crate::docs::collection_of(&ci.table_name).is_some() => {
+                let coll = crate::docs::collection_of(&ci.table_name).unwrap_or_default();
+                let cat = self.engine.catalog().await?;
+                crate::docs::write::create_index(self.engine.handle(), &cat, ci, &coll).await?;
+                Ok(tag("CREATE INDEX"))
+            }
             Statement::CreateIndex(ci) => ddl::create_index(&self.engine, ci).await,
             Statement::CreateView { .. } => ddl::create_view(&self.engine, s).await,
             Statement::Drop { .. } => ddl::drop(&self.engine, s).await,
@@ -579,12 +607,30 @@ impl Session {
     async fn explain(&mut self, s: &Statement) -> Result<Vec<String>> {
         let p = self.bind(Some(s.clone()), &[]).await?;
         Ok(match &p.inner.kind {
-            Kind::Query { plan } => crate::explain::explain(plan),
+            Kind::Query { plan } => {
+                let notes = crate::docs::explain_notes(self.engine.handle(), plan).await?;
+                crate::explain::explain_with(plan, &notes)
+            }
+            Kind::DocInsert(d) => {
+                let notes = crate::docs::explain_notes(self.engine.handle(), &d.source).await?;
+                let mut v = vec![format!(
+                    "Insert on {}.{} (one document store insert per row)",
+                    crate::docs::SCHEMA,
+                    d.collection
+                )];
+                v.extend(
+                    crate::explain::explain_with(&d.source, &notes)
+                        .into_iter()
+                        .map(|l| format!("  {l}")),
+                );
+                v
+            }
             Kind::Dml(d) => match &**d {
                 DmlPlan::Insert(i) => {
+                    let notes = crate::docs::explain_notes(self.engine.handle(), &i.source).await?;
                     let mut v = vec![format!("Insert on {}", i.table.name)];
                     v.extend(
-                        crate::explain::explain(&i.source)
+                        crate::explain::explain_with(&i.source, &notes)
                             .into_iter()
                             .map(|l| format!("  {l}")),
                     );

@@ -411,6 +411,9 @@ impl Binder<'_> {
     }
 
     fn binary(&mut self, a: &Expr, op: &BinaryOperator, b: &Expr) -> Result<(BExpr, SqlType)> {
+        if let Some(bound) = self.json_operator(a, op, b) {
+            return bound;
+        }
         let bop = match op {
             BinaryOperator::Plus => BinOp::Add,
             BinaryOperator::Minus => BinOp::Sub,

@@ -3,6 +3,7 @@
 //! `expr`, SELECT / set operations in `query`.
 
 mod expr;
+mod json;
 mod query;
 
 use std::collections::HashMap;
@@ -109,6 +110,10 @@ impl<'a> Binder<'a> {
     }
 
     pub fn table(&self, name: &ObjectName) -> Result<Rc<TableDef>> {
+        // Reads of collections are bound in FROM; every other use is a write or DDL.
+        if crate::docs::collection_of(name).is_some() {
+            return Err(crate::docs::read_only(name));
+        }
         let n = object_name(name);
         self.catalog.table(&n).cloned().ok_or_else(|| {
             SqlError::new(

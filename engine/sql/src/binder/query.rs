@@ -718,6 +718,21 @@ impl Binder<'_> {
                 if let Some(args) = args {
                     return self.table_function(&tname, args, alias.as_ref());
                 }
+                if let Some(coll) = crate::docs::collection_of(name) {
+                    // `documents.<collection>` (issue 11): before CTEs and views, whose
+                    // names are unqualified.
+                    let t = crate::docs::table_rc(&coll)?;
+                    let scope = Scope::of_table(&t, alias_name.as_deref().unwrap_or(&tname));
+                    let scope = rename_columns(scope, alias.as_ref());
+                    return Ok((
+                        Plan::Scan {
+                            table: t,
+                            filter: None,
+                        },
+                        scope,
+                        false,
+                    ));
+                }
                 if let Some((q, cols)) = self.cte(&tname) {
                     let bq = self.query(&q)?;
                     return Ok(derived(

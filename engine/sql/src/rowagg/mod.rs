@@ -49,7 +49,7 @@ pub fn analyze(plan: &Plan) -> Option<RowAggPushdown<'_>> {
         aggs,
         ..
     } = agg_over_scan(plan)?;
-    if table.is_columnar() || aggs.iter().any(float_sum) {
+    if table.is_columnar() || table.is_document() || aggs.iter().any(float_sum) {
         return None;
     }
     let mut needed = vec![false; table.columns.len()];
