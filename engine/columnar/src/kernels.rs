@@ -245,10 +245,7 @@ impl GroupedAgg {
         rows: usize,
         sel: Option<&[u32]>,
     ) -> Result<()> {
-        let row_ids: Vec<u32> = match sel {
-            Some(s) => s.to_vec(),
-            None => (0..rows as u32).collect(),
-        };
+        let row_ids = selected_rows(sel, rows);
         let group_cols: Vec<&Column> = self
             .group_cols
             .iter()
@@ -287,10 +284,7 @@ impl GroupedAgg {
         rows: usize,
         sel: Option<&[u32]>,
     ) -> Result<()> {
-        let row_ids: Vec<u32> = match sel {
-            Some(s) => s.to_vec(),
-            None => (0..rows as u32).collect(),
-        };
+        let row_ids = selected_rows(sel, rows);
         if row_ids.is_empty() {
             return Ok(());
         }
@@ -527,4 +521,12 @@ fn update_one(
         (k, None) => return Err(ColumnarError::Type(format!("{k:?} needs a column"))),
     }
     Ok(())
+}
+
+/// The rows a kernel visits: the selection vector, or every row of the batch.
+fn selected_rows(sel: Option<&[u32]>, rows: usize) -> Vec<u32> {
+    match sel {
+        Some(s) => s.to_vec(),
+        None => (0..rows as u32).collect(),
+    }
 }
