@@ -54,17 +54,7 @@ pub fn candidates<'a>(plan: &'a Plan, pushes: &dyn Fn(&Plan) -> bool, out: &mut 
         out.push(plan);
         return;
     }
-    match plan {
-        Plan::Filter { input, .. }
-        | Plan::Project { input, .. }
-        | Plan::Aggregate { input, .. }
-        | Plan::Sort { input, .. }
-        | Plan::Limit { input, .. }
-        | Plan::Distinct { input } => candidates(input, pushes, out),
-        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-            candidates(left, pushes, out);
-            candidates(right, pushes, out);
-        }
-        _ => {}
+    for input in plan.inputs() {
+        candidates(input, pushes, out);
     }
 }

@@ -203,17 +203,7 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>, notes: &Notes) {
         ),
     };
     out.push(format!("{pad}{line}"));
-    match plan {
-        Plan::Filter { input, .. }
-        | Plan::Project { input, .. }
-        | Plan::Aggregate { input, .. }
-        | Plan::Sort { input, .. }
-        | Plan::Limit { input, .. }
-        | Plan::Distinct { input } => node(input, depth + 1, out, notes),
-        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-            node(left, depth + 1, out, notes);
-            node(right, depth + 1, out, notes);
-        }
-        _ => {}
+    for input in plan.inputs() {
+        node(input, depth + 1, out, notes);
     }
 }

@@ -443,6 +443,22 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// The operator's input plans (not subquery plans inside expressions), left first.
+    pub fn inputs(&self) -> Vec<&Plan> {
+        match self {
+            Plan::Filter { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. }
+            | Plan::Distinct { input } => vec![input],
+            Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
+                vec![left, right]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Number of columns each output row has.
     pub fn width(&self) -> usize {
         match self {
