@@ -36,9 +36,22 @@ fn metrics_pass_promtool_and_export_as_json_and_text() {
     }
     let args: Vec<&str> = mset.iter().map(String::as_str).collect();
     assert_eq!(d.cli(&args), "OK");
-    let r = d.http("GET", "/metrics", &[], b"");
-    assert_eq!(r.status, 200);
-    let text = r.text();
+    // MSET answers once the Decision is durable; each participant writes its Commit record
+    // (and counts it) up to 2 ms later, riding its next WAL sync. So the scrape waits for the
+    // participants' commits instead of assuming they already happened.
+    let per_shard = |text: &str, family: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let mut text = String::new();
+    eventually(Duration::from_secs(10), "both participants commit", || {
+        let r = d.http("GET", "/metrics", &[], b"");
+        assert_eq!(r.status, 200);
+        text = r.text();
+        per_shard(&text, "mantis_twopc_committed_total") == vec![1.0, 1.0]
+    });
     for name in [
         "mantis_requests_total",
         "mantis_process_resident_memory_bytes",
@@ -54,12 +67,7 @@ fn metrics_pass_promtool_and_export_as_json_and_text() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
     // Both shards prepared and committed it; nothing aborted, nothing left in doubt.
-    let per_shard = |family: &str| -> Vec<f64> {
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{family}{{")))
-            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-            .collect()
-    };
+    let per_shard = |family: &str| per_shard(&text, family);
     assert_eq!(
         per_shard("mantis_twopc_prepared_total"),
         vec![1.0, 1.0],
