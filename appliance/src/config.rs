@@ -198,6 +198,10 @@ pub struct Cli {
     /// EXEC then answers EXECABORT. [default: 10000]
     #[arg(long, env = "MANTIS_MULTI_QUEUED_COMMANDS_MAX", value_name = "N")]
     pub multi_queued_commands_max: Option<usize>,
+    /// Issue 10: how long a checkpoint (backup) waits for the two-phase commits already past
+    /// their Decision before it gives up with an error, in milliseconds; at least 1. [default: 30000]
+    #[arg(long, env = "MANTIS_CHECKPOINT_BARRIER_TIMEOUT_MS", value_name = "MS")]
+    pub checkpoint_barrier_timeout_ms: Option<u64>,
     /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
     #[command(flatten)]
     pub storage: crate::integrity_config::StorageFlags,
@@ -241,6 +245,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Issue 9: see the flag.
     pub multi_queued_commands_max: Option<usize>,
+    /// Issue 10: see the flag.
+    pub checkpoint_barrier_timeout_ms: Option<u64>,
     /// `[monitor]`: metrics, audit trail, alert rules and channels (issue 8).
     #[serde(default)]
     pub monitor: crate::monitoring::MonitorConfig,
@@ -307,6 +313,8 @@ pub struct Config {
     pub backup_schedule: Vec<mantis_backup::schedule::ScheduleConfig>,
     /// `[locks]` resolved (issue 9): handed to `mantis_sql::txlock::configure` at start-up.
     pub locks: mantis_lock::LockConfig,
+    /// Issue 10: bound of a checkpoint's wait for decided two-phase commits, at least 1 ms.
+    pub checkpoint_barrier_timeout_ms: u64,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -317,6 +325,8 @@ pub const PIPELINE_PARALLEL_MAX_LIMIT: usize = 64;
 pub const PG_ADDR_DEFAULT: &str = "127.0.0.1:5433";
 /// Issue 9: commands one MULTI may queue unless configured.
 pub const MULTI_QUEUED_COMMANDS_MAX_DEFAULT: usize = 10_000;
+/// Issue 10: the engine's own default (`EngineConfig::checkpoint_barrier_timeout_ms`).
+pub const CHECKPOINT_BARRIER_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
 /// hyper refuses buffers below 8 KiB; 16 KiB fits any sane request head.
 pub const HTTP_HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
@@ -451,6 +461,21 @@ impl Config {
                 .or(file.multi_queued_commands_max)
                 .unwrap_or(MULTI_QUEUED_COMMANDS_MAX_DEFAULT)
                 .max(1),
+            checkpoint_barrier_timeout_ms: match cli
+                .checkpoint_barrier_timeout_ms
+                .or(file.checkpoint_barrier_timeout_ms)
+                .unwrap_or(CHECKPOINT_BARRIER_TIMEOUT_MS_DEFAULT)
+            {
+                // WHY refuse 0 rather than clamp: a zero bound would fail every checkpoint
+                // that meets a transaction in flight, which is never what an operator meant.
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        option: "checkpoint_barrier_timeout_ms",
+                        reason: "must be at least 1 (milliseconds)".into(),
+                    })
+                }
+                ms => ms,
+            },
         };
         let mut config = config;
         // Absolute, so logs name the real place and the storage layer (which opens
@@ -598,6 +623,35 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.resp_addr.port(), 7000);
         assert_eq!(c.idle_timeout, None);
+    }
+
+    /// Issue 10: the checkpoint barrier's bound existed in the engine (30 s) but mantisd never
+    /// passed one on, so an operator could not shorten or lengthen it.
+    #[test]
+    fn checkpoint_barrier_timeout_from_file_flag_and_default() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert_eq!(
+            c.checkpoint_barrier_timeout_ms,
+            mantis_engine::EngineConfig::default().checkpoint_barrier_timeout_ms
+        );
+        let file: FileConfig = toml::from_str("checkpoint_barrier_timeout_ms = 1500\n").unwrap();
+        let c = Config::resolve(Cli::default(), file).unwrap();
+        assert_eq!(c.checkpoint_barrier_timeout_ms, 1500);
+        let file: FileConfig = toml::from_str("checkpoint_barrier_timeout_ms = 1500\n").unwrap();
+        let c = Config::resolve(cli(&["--checkpoint-barrier-timeout-ms", "250"]), file).unwrap();
+        assert_eq!(c.checkpoint_barrier_timeout_ms, 250);
+        let err = Config::resolve(
+            cli(&["--checkpoint-barrier-timeout-ms", "0"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                option: "checkpoint_barrier_timeout_ms",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -102,6 +102,8 @@ fn engine_config(c: &Config) -> EngineConfig {
             ChecksumName::Md5 => mantis_engine::ChecksumAlgorithm::Md5,
             ChecksumName::Sha256 => mantis_engine::ChecksumAlgorithm::Sha256,
         },
+        // Issue 10.
+        checkpoint_barrier_timeout_ms: c.checkpoint_barrier_timeout_ms,
         ..EngineConfig::default()
     }
 }
@@ -338,4 +340,20 @@ fn shutdown(
     );
     notify(&[NotifyState::Status("stopped")]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{Cli, FileConfig};
+
+    /// Issue 10: a configured checkpoint barrier bound reaches the engine (it used to stop at
+    /// the engine's default whatever the operator wrote).
+    #[test]
+    fn the_checkpoint_barrier_timeout_reaches_the_engine() {
+        let file: FileConfig = toml::from_str("checkpoint_barrier_timeout_ms = 1234\n").unwrap();
+        let c = Config::resolve(Cli::default(), file).unwrap();
+        assert_eq!(engine_config(&c).checkpoint_barrier_timeout_ms, 1234);
+    }
 }

@@ -11,7 +11,7 @@ mod common;
 #[path = "../../backup/tests/common/servers.rs"]
 mod servers;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{eventually, Daemon, Options};
 use mantis_backup::{Destination, S3Config, S3};
@@ -31,17 +31,8 @@ fn bucket(weed: &Weed) -> S3 {
     cfg.retries_max = 2;
     cfg.backoff_base_ms = 50;
     let s3 = S3::new(cfg).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match s3.create_bucket() {
-            Ok(()) => return s3,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("waiting for SeaweedFS: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("create bucket: {e}"),
-        }
-    }
+    servers::create_bucket_when_up(&s3);
+    s3
 }
 
 fn health(d: &Daemon) -> serde_json::Value {

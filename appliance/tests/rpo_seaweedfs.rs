@@ -18,7 +18,7 @@ mod servers;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{eventually, http_request, Daemon, Options};
 use mantis_backup::{Destination, S3Config, S3};
@@ -38,17 +38,8 @@ fn bucket(weed: &Weed) -> S3 {
     cfg.retries_max = 2;
     cfg.backoff_base_ms = 50;
     let s3 = S3::new(cfg).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match s3.create_bucket() {
-            Ok(()) => return s3,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("waiting for SeaweedFS: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("create bucket: {e}"),
-        }
-    }
+    servers::create_bucket_when_up(&s3);
+    s3
 }
 
 /// Waits for the webhook to receive an `rpo_breached` event of `kind` (other rules' events

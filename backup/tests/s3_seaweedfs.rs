@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::servers::Weed;
 use mantis_backup::{BackupError, Destination, S3Config, S3};
 
@@ -24,30 +22,11 @@ fn s3(weed: &Weed, bucket: &str, prefix: &str, secret: &str) -> S3 {
     S3::new(cfg).unwrap()
 }
 
-/// The bucket is created once the whole stack (master, volume, filer, S3) is up.
-fn create_bucket(dest: &S3) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match dest.create_bucket() {
-            Ok(()) => return,
-            Err(e) if Instant::now() < deadline => {
-                tracing_free_note(&e);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("create bucket: {e}"),
-        }
-    }
-}
-
-fn tracing_free_note(e: &BackupError) {
-    eprintln!("waiting for SeaweedFS: {e}");
-}
-
 #[test]
 fn backup_verify_restore_and_refusals_on_seaweedfs_s3() {
     let weed = Weed::start(KEY, SECRET);
     let dest = s3(&weed, "mantis-backups", "site/a", SECRET);
-    create_bucket(&dest);
+    common::servers::create_bucket_when_up(&dest);
     // A wrong secret is refused by the server: the signatures are really checked.
     let forged = s3(&weed, "mantis-backups", "site/a", "not-the-secret");
     let e = forged.put("probe/x", b"x").unwrap_err();

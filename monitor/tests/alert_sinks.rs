@@ -4,49 +4,17 @@
 //! window), escalation (to critical, which only the email channel takes) and resolution are
 //! each observed at the sinks.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "../../appliance/tests/common/webhook.rs"]
+mod webhook;
+
 use mantis_monitor::alerts::{Comparison, Engine, EventKind, Level, Rule};
 use mantis_monitor::channels::{deliver, Channel, ChannelKind, RetryPolicy};
-
-/// A minimal HTTP/1.1 sink: answers 200 to every POST and sends `(path, body)` on.
-fn http_sink() -> (u16, mpsc::Receiver<(String, serde_json::Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header == "\r\n" || header.is_empty() {
-                    break;
-                }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let mut stream = reader.into_inner();
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                .unwrap();
-            let _ = tx.send((path, serde_json::from_slice(&body).unwrap()));
-        }
-    });
-    (port, rx)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -147,7 +115,7 @@ fn rule() -> Rule {
 
 #[test]
 fn suppression_escalation_and_resolution_reach_real_sinks() {
-    let (http_port, http_rx) = http_sink();
+    let (http_port, http_rx) = webhook::sink_with_paths();
     let smtp = smtp_sink();
     let channels = vec![
         Channel {

@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 /// Starts the sink; returns its port and the bodies received, in order.
 pub fn sink() -> (u16, mpsc::Receiver<serde_json::Value>) {
+    let (port, with_paths) = sink_with_paths();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (_, body) in with_paths {
+            if tx.send(body).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// Starts the sink; returns its port and `(request path, body)` of each request, in order
+/// (the monitor crate's tests tell the webhook and Slack deliveries apart by path).
+pub fn sink_with_paths() -> (u16, mpsc::Receiver<(String, serde_json::Value)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -16,6 +31,9 @@ pub fn sink() -> (u16, mpsc::Receiver<serde_json::Value>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap_or(0);
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
             let mut length = 0;
             loop {
                 let mut line = String::new();
@@ -30,8 +48,8 @@ pub fn sink() -> (u16, mpsc::Receiver<serde_json::Value>) {
             reader.read_exact(&mut body).unwrap();
             let _ = reader
                 .into_inner()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = tx.send((path, serde_json::from_slice(&body).unwrap()));
         }
     });
     (port, rx)

@@ -183,6 +183,22 @@ impl Drop for Weed {
 }
 
 /// `n` distinct free ports: every listener is held until all are chosen.
+/// Creates `dest`'s bucket once the whole SeaweedFS stack (master, volume, filer, S3) answers:
+/// its S3 port listens a few seconds before the rest does, so the first calls may fail.
+pub fn create_bucket_when_up(dest: &mantis_backup::S3) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match dest.create_bucket() {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for SeaweedFS: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("create bucket: {e}"),
+        }
+    }
+}
+
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
