@@ -4,8 +4,9 @@
 //! batch over several shards runs this protocol (docs/concurrency.md, "Two-phase commit across
 //! shards"):
 //! - `coordinator.rs`: the calling shard (shard 0 from outside the shards) assigns the txn id,
-//!   asks every participant to prepare, writes the synced `Decision` (the commit point), tells
-//!   the participants to commit, then writes `End`;
+//!   asks every participant to prepare while it writes its parallel `Decision` (committed iff
+//!   the Decision and every Prepare are durable: one sync in the commit path), tells the
+//!   participants to commit, then writes `End`;
 //! - `participant.rs`: `Prepare` (synced, writes held invisible), `Commit` (apply at the commit
 //!   record's LSN) and `Abort`;
 //! - `recovery.rs`: replay keeps prepared-but-undecided txns aside; `Engine::open` resolves

@@ -2,7 +2,8 @@
 //!
 //! A prepared transaction's writes stay out of the memtable (invisible) until its `Commit`
 //! record is durable; they are applied in that record's durable hook, at its LSN, so that the
-//! memtable keeps seeing LSNs in order.
+//! memtable keeps seeing LSNs in order. The committed Prepare stays pinned until the
+//! coordinator's End is durable (pins.rs, parallel commit).
 
 use std::rc::Rc;
 
