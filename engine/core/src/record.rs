@@ -228,6 +228,7 @@ mod tests {
         let decision = TxnRecord::Decision {
             txn: 7,
             commit: true,
+            parallel: true,
             committed_at_ms: at,
             participants: vec![0, 1],
         };

@@ -259,6 +259,7 @@ fn crash_after_prepare_on_some_shards_aborts() {
     }
 }
 
+/// Parallel commit: every Prepare durable but the Decision lost in the crash: aborted.
 #[test]
 fn crash_after_prepare_on_all_shards_aborts() {
     for skip in [false, true] {
@@ -266,10 +267,30 @@ fn crash_after_prepare_on_all_shards_aborts() {
     }
 }
 
+/// Parallel commit: the Decision and every Prepare durable, nobody told: committed.
 #[test]
 fn crash_after_the_decision_commits() {
     for skip in [false, true] {
         assert_eq!(crash_at(TpcStop::AfterDecision, 31, skip), Some(2));
+    }
+}
+
+/// Story (issue 9, parallel commit): the coordinator writes its Decision at the same time as
+/// the participants write their Prepares, so a crash can leave the Decision durable and some
+/// Prepares lost. Such a transaction was never committed (nobody was told) and must abort on
+/// every participant, also after a second crash, and not commit the half that prepared.
+#[test]
+fn crash_with_the_decision_durable_and_a_prepare_missing_aborts() {
+    for skip in [false, true] {
+        let participants = if skip { SHARDS - 1 } else { SHARDS };
+        for n in [0, 1, participants - 1] {
+            let seed = 35 + n as u64 + 10 * u64::from(skip);
+            assert_eq!(
+                crash_at(TpcStop::DecisionAfterPreparing(n), seed, skip),
+                Some(1),
+                "{n} of {participants} prepared, coordinator outside: {skip}"
+            );
+        }
     }
 }
 
@@ -343,22 +364,39 @@ fn pinned_prepare_survives_flushes_and_wal_recycling() {
 /// leaves nothing of it, before and after a crash.
 #[test]
 fn failed_prepare_aborts_everywhere() {
-    let sim = SimStorage::new(71);
+    for (seed, persists, skip) in [(71, false, false), (72, true, false), (73, true, true)] {
+        failed_prepare_aborts_everywhere_with(seed, persists, skip);
+    }
+}
+
+/// Story (issue 9, parallel commit): a Prepare whose fdatasync fails may still be on disk
+/// (`failed_sync_persists`) while the Decision, written in parallel, is durable. Answering
+/// "failed" then would let recovery find the Decision and every Prepare and commit a batch
+/// whose client was told it failed: the coordinator voids its Decision (synced) first.
+/// `skip`: the coordinator is outside and BOTH participants' syncs fail, so no participant
+/// can log an Abort either: only the void stands between the crash and a wrong commit.
+fn failed_prepare_aborts_everywhere_with(seed: u64, persists: bool, skip: bool) {
+    let sim = SimStorage::new(seed);
     let cfg = sim_config(&sim, SHARDS);
     let engine = open(&cfg);
     let h = engine.handle();
-    let keys = spread_keys(&h, "f", 6, None);
+    let keys = spread_keys(&h, "f", 6, skip.then_some(0));
     block_on(h.write_batch(puts(&keys, 1))).unwrap();
     // The first batch's Commit records are deferred past its answer: let them land before
     // the fault, which is meant for the second batch's Prepare only (a failed sync of the
     // first batch's Commit leaves it decided but unapplied on a read-only shard until restart).
     assert_nothing_prepared(&h, "after the first batch");
     sim.set_faults(SimFaults {
-        fail_sync_path_contains: Some("shard-2/wal/00000000000000000001".into()),
+        fail_sync_path_contains: Some(if skip {
+            "shard-1/wal/00000000000000000001|shard-2/wal/00000000000000000001".into()
+        } else {
+            "shard-2/wal/00000000000000000001".into()
+        }),
+        failed_sync_persists: persists,
         ..SimFaults::default()
     });
     let err = block_on(h.write_batch(puts(&keys, 2))).unwrap_err();
-    assert!(err.is_read_only(), "unexpected error {err}");
+    assert!(err.is_read_only(), "seed {seed}: unexpected error {err}");
     assert_eq!(common_version(&h, &keys, "after failed prepare"), Some(1));
     assert_nothing_prepared(&h, "after failed prepare");
     engine.abandon();
@@ -488,6 +526,7 @@ fn random_crashes(seed: u64) {
             let stops = [
                 TpcStop::AfterPreparing(1),
                 TpcStop::AfterPreparing(SHARDS),
+                TpcStop::DecisionAfterPreparing(1),
                 TpcStop::AfterDecision,
                 TpcStop::AfterCommitting(1),
                 TpcStop::BeforeEnd,
@@ -622,5 +661,104 @@ fn crash_right_after_the_answer_keeps_the_batch() {
         assert_eq!(common_version(&h, &keys, &ctx), Some(2));
         assert_nothing_prepared(&h, &ctx);
         engine.shutdown().unwrap();
+    }
+}
+
+/// Story (issue 9, parallel commit): recovery commits a parallel Decision only if it finds
+/// every participant's Prepare (or a Commit). A participant that committed and then flushed
+/// and recycled its WAL past its Prepare, while the coordinator's End was not durable yet,
+/// made the Prepare read as "never prepared": a crash then aborted the participant that had
+/// not logged its Commit, and the batch came back half-applied. A committed Prepare now stays
+/// pinned until the coordinator's End is durable.
+#[test]
+fn committed_prepare_stays_pinned_until_the_coordinators_end() {
+    let sim = SimStorage::new(62);
+    let cfg = sim_config(&sim, SHARDS);
+    let engine = open(&cfg);
+    let h = engine.handle();
+    let keys = spread_keys(&h, "e", 4, Some(0));
+    block_on(h.write_batch(puts(&keys, 1))).unwrap();
+    // Shard 1 commits, shard 2 stays prepared, no End.
+    block_on(h.write_batch_stopping(puts(&keys, 2), TpcStop::AfterCommitting(1))).unwrap();
+    let filler = vec![b'f'; 2000];
+    for i in 0..2400 {
+        block_on(h.put(format!("fill/{i}").into_bytes(), filler.clone(), None)).unwrap();
+    }
+    block_on(h.flush()).unwrap();
+    let stats = block_on(h.stats()).unwrap();
+    let s1 = &stats[1];
+    assert!(s1.flushes > 3, "shard 1 flushed only {} times", s1.flushes);
+    assert!(
+        s1.flushed_lsn < s1.last_lsn / 2,
+        "shard 1: flushed LSN {} passed the committed Prepare before the End (last {})",
+        s1.flushed_lsn,
+        s1.last_lsn
+    );
+    engine.abandon();
+    sim.crash();
+    let engine = open(&cfg);
+    let h = engine.handle();
+    assert_eq!(
+        common_version(&h, &keys, "committed on one, prepared on the other"),
+        Some(2)
+    );
+    assert_nothing_prepared(&h, "reopened");
+    // Recovery wrote the End: the pins go with the next flush.
+    block_on(h.flush()).unwrap();
+    for (shard, c) in block_on(h.tpc_counters()).unwrap().iter().enumerate() {
+        assert_eq!(c[4], 0, "shard {shard} still pins its WAL");
+    }
+    engine.abandon();
+    sim.crash();
+    let engine = open(&cfg);
+    assert_eq!(
+        common_version(&engine.handle(), &keys, "second crash"),
+        Some(2)
+    );
+    engine.shutdown().unwrap();
+}
+
+/// Story (issue 9, parallel commit): the Decision is written before the votes are in. A
+/// participant that refuses to prepare (here: read-only after a failed sync) writes no
+/// Prepare; the batch fails, nothing of it is visible, and a crash with the Decision durable
+/// finds a Prepare missing and aborts it everywhere (also after a second crash).
+#[test]
+fn decision_durable_and_a_participant_refusing_aborts() {
+    for (seed, skip) in [(101, false), (102, true)] {
+        let sim = SimStorage::new(seed);
+        let cfg = sim_config(&sim, SHARDS);
+        let engine = open(&cfg);
+        let h = engine.handle();
+        let keys = spread_keys(&h, "r", 6, skip.then_some(0));
+        block_on(h.write_batch(puts(&keys, 1))).unwrap();
+        assert_nothing_prepared(&h, "after the first batch");
+        // Make shard 2 read-only: one of its syncs fails.
+        let victim = keys.iter().find(|k| h.shard_for(k) == 2).unwrap().clone();
+        sim.set_faults(SimFaults {
+            fail_sync_path_contains: Some("shard-2/wal/".into()),
+            ..SimFaults::default()
+        });
+        assert!(block_on(h.put(victim, b"x".to_vec(), None)).is_err());
+        sim.set_faults(SimFaults::default());
+        let before = block_on(h.stats()).unwrap()[0].last_lsn;
+        let err = block_on(h.write_batch(puts(&keys, 2))).unwrap_err();
+        assert!(err.is_read_only(), "seed {seed}: unexpected error {err}");
+        assert_eq!(common_version(&h, &keys, "refused"), Some(1));
+        assert_nothing_prepared(&h, "refused");
+        if skip {
+            // Shard 0 took part only as coordinator: its log grew by the Decision.
+            assert!(block_on(h.stats()).unwrap()[0].last_lsn > before);
+        }
+        engine.abandon();
+        sim.crash();
+        for round in 0..2 {
+            let engine = open(&cfg);
+            let h = engine.handle();
+            let ctx = format!("seed {seed}, round {round}");
+            assert_eq!(common_version(&h, &keys, &ctx), Some(1));
+            assert_nothing_prepared(&h, &ctx);
+            engine.abandon();
+            sim.crash();
+        }
     }
 }

@@ -36,10 +36,15 @@ pub struct SimFaults {
     pub capacity_bytes: Option<u64>,
     /// Probability that an fdatasync fails (and loses the dirty blocks it covered).
     pub sync_failure_probability: f64,
-    /// Fail every sync whose path contains this string (deterministic fsync failure).
+    /// Fail every sync whose path contains this string, or one of its `|`-separated
+    /// alternatives (deterministic fsync failure).
     pub fail_sync_path_contains: Option<String>,
     /// Probability that a read fails with EIO.
     pub read_failure_probability: f64,
+    /// Issue 9: a failed sync (either fault above) still made its blocks durable. WHY: an
+    /// EIO from fdatasync does not say the data is absent; code that treats a failed sync as
+    /// "not written" must be caught (e.g. two-phase commit's Prepare under parallel commit).
+    pub failed_sync_persists: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -346,17 +351,32 @@ impl SimFileHandle {
         let p = disk.faults.sync_failure_probability;
         let mut fail = p > 0.0 && disk.rng.gen_bool(p.min(1.0));
         if let Some(pat) = &disk.faults.fail_sync_path_contains {
-            if self.path.to_string_lossy().contains(pat.as_str()) {
+            let path = self.path.to_string_lossy();
+            if pat.split('|').any(|alt| path.contains(alt)) {
                 fail = true;
             }
         }
         if fail {
             disk.failed_syncs += 1;
         }
+        let persists = disk.faults.failed_sync_persists;
         let file = disk.file_mut(&self.path)?;
         let dirty = std::mem::take(&mut file.dirty);
+        if fail && persists {
+            if file.durable.len() != file.data.len() {
+                file.durable.resize(file.data.len(), 0);
+            }
+            for &block in &dirty {
+                let start = block as usize * BLOCK_SIZE;
+                let end = (start + BLOCK_SIZE).min(file.data.len());
+                if start < end {
+                    file.durable[start..end].copy_from_slice(&file.data[start..end]);
+                }
+            }
+        }
         if fail {
-            // fsyncgate: the kernel drops the dirty state; the data never reaches the disk.
+            // fsyncgate: the kernel drops the dirty state; the data never reaches the disk
+            // (unless `failed_sync_persists`: it did, and the error says nothing of it).
             return Err(StorageError::SyncFailed {
                 path: self.path.clone(),
                 source: std::io::Error::from_raw_os_error(libc::EIO),

@@ -11,7 +11,9 @@ use futures::channel::oneshot;
 /// Where an armed shard holds the next transaction passing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TpcHoldPoint {
-    /// As coordinator: every participant prepared, no Decision yet (outside the cut gate).
+    /// As coordinator: no Decision yet (outside the cut gate). Under parallel commit the
+    /// coordinator's own part is registered as prepared (its record not yet written) and the
+    /// other participants' Prepares run concurrently: a test waits for them by polling.
     BeforeDecision,
     /// As participant: told to commit a decided transaction, it does not answer (the
     /// coordinator holds its cut-gate pass meanwhile).

@@ -4,8 +4,9 @@
 //! batch over several shards runs this protocol (docs/concurrency.md, "Two-phase commit across
 //! shards"):
 //! - `coordinator.rs`: the calling shard (shard 0 from outside the shards) assigns the txn id,
-//!   asks every participant to prepare, writes the synced `Decision` (the commit point), tells
-//!   the participants to commit, then writes `End`;
+//!   asks every participant to prepare while it writes its parallel `Decision` (committed iff
+//!   the Decision and every Prepare are durable: one sync in the commit path), tells the
+//!   participants to commit, then writes `End`;
 //! - `participant.rs`: `Prepare` (synced, writes held invisible), `Commit` (apply at the commit
 //!   record's LSN) and `Abort`;
 //! - `recovery.rs`: replay keeps prepared-but-undecided txns aside; `Engine::open` resolves
@@ -43,6 +44,20 @@ pub const PREPARED_TXNS_MAX: usize = 4096;
 pub(crate) const DEFERRED_RECORD_DELAY_MAX: std::time::Duration =
     std::time::Duration::from_millis(2);
 
+/// Whether a failed append certainly left nothing in the log: the WAL refused the record
+/// before queueing it (poisoned, closing, too large) or could not allocate it (ENOSPC: the
+/// log did not advance). Any other failure (a write or sync error) may have reached the disk.
+pub(crate) fn wal_refused(e: &mantis_wal::WalError) -> bool {
+    use mantis_wal::WalError;
+    matches!(
+        e,
+        WalError::DiskFull { .. }
+            | WalError::Poisoned { .. }
+            | WalError::Closed { .. }
+            | WalError::RecordTooLarge { .. }
+    )
+}
+
 /// Bits of a txn id below the coordinator's shard number.
 pub const TXN_SHARD_SHIFT: u32 = 56;
 
@@ -65,6 +80,21 @@ pub(crate) struct OpenDecision {
     pub txn: u64,
     pub committed_at_ms: u64,
     pub participants: Vec<u32>,
+    /// A parallel-commit Decision: commits only if every participant's Prepare is found.
+    pub parallel: bool,
+}
+
+/// What one shard's replay saw of two-phase-commit transactions, for resolving parallel
+/// Decisions at open (taken and dropped by `recovery::resolve_in_doubt`). Bounded by the
+/// records replayed (those since the manifest's `flushed_lsn`).
+#[derive(Default)]
+pub(crate) struct ReplayedTxns {
+    /// Txns whose Prepare was replayed (committed, aborted or in doubt).
+    pub prepared: std::collections::HashSet<u64>,
+    /// Txns whose Commit record was replayed.
+    pub committed: std::collections::HashSet<u64>,
+    /// Txns whose Abort record was replayed.
+    pub aborted: std::collections::HashSet<u64>,
 }
 
 /// One shard's two-phase-commit state.
@@ -89,6 +119,11 @@ pub(crate) struct ShardTpc {
     /// Issue 10: holds new Decisions back while a checkpoint cuts every shard
     /// (`checkpoint::barrier`).
     pub cut_gate: crate::checkpoint::barrier::CutGate,
+    /// After replay, until `resolve_in_doubt` closed every open Decision.
+    pub replayed: RefCell<ReplayedTxns>,
+    /// The oldest Prepare LSN of the txns committed during replay, pinned (0: none) until
+    /// every open Decision is closed: recovery must find those Prepares again if it crashes.
+    pub replay_pin_lsn: Cell<u64>,
     /// Prepared transactions found undecided at restart and resolved (committed or aborted)
     /// by `recovery::resolve_in_doubt`, on this participant.
     pub in_doubt_resolved: Cell<u64>,

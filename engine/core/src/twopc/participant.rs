@@ -2,7 +2,8 @@
 //!
 //! A prepared transaction's writes stay out of the memtable (invisible) until its `Commit`
 //! record is durable; they are applied in that record's durable hook, at its LSN, so that the
-//! memtable keeps seeing LSNs in order.
+//! memtable keeps seeing LSNs in order. The committed Prepare stays pinned until the
+//! coordinator's End is durable (pins.rs, parallel commit).
 
 use std::rc::Rc;
 
@@ -12,15 +13,42 @@ use crate::error::{EngineError, Result};
 use crate::record::Mutation;
 use crate::shard::Shard;
 
+/// A participant's answer to Prepare.
+pub(crate) enum Vote {
+    /// The Prepare record is durable.
+    Prepared,
+    /// Certainly not in the log: refused before the record was queued, or the WAL refused the
+    /// record (poisoned, closed, too large, disk full). Recovery can never commit the txn.
+    Refused(EngineError),
+    /// The Prepare's write or sync failed: the record may or may not be on disk.
+    Unknown(EngineError),
+}
+
 impl Shard {
     /// Prepares `writes` of `txn`: a synced `Prepare` record, the writes held invisible and
-    /// their keys guarded from read-modify-writes. An error means this shard votes abort.
+    /// their keys guarded from read-modify-writes. Anything but `Vote::Prepared` means this
+    /// shard votes abort.
     pub(crate) async fn tpc_prepare(
         self: &Rc<Self>,
         txn: u64,
         coordinator: usize,
         writes: Vec<Mutation>,
-    ) -> Result<()> {
+    ) -> Vote {
+        match self.tpc_prepare_begin(txn, coordinator, writes).await {
+            Ok(payload) => self.tpc_prepare_log(txn, payload).await,
+            Err(e) => Vote::Refused(e),
+        }
+    }
+
+    /// The part of a Prepare before its record: validates, waits out read-modify-writes on
+    /// the keys, registers the txn as prepared (writes held, keys guarded) and returns the
+    /// record's payload. An error writes nothing: a certain abort vote.
+    pub(crate) async fn tpc_prepare_begin(
+        self: &Rc<Self>,
+        txn: u64,
+        coordinator: usize,
+        writes: Vec<Mutation>,
+    ) -> Result<Vec<u8>> {
         for m in &writes {
             self.validate(m)?;
         }
@@ -34,9 +62,12 @@ impl Shard {
             self.changed.wait().await;
             self.check_writable()?;
         }
-        if self.tpc.prepared.borrow().len() >= PREPARED_TXNS_MAX {
+        if self.tpc.prepared.borrow().len() >= PREPARED_TXNS_MAX
+            || self.tpc.pins.awaiting_end_len() >= super::pins::ENDS_AWAITED_MAX
+        {
             return Err(EngineError::Invalid(format!(
-                "shard {}: {PREPARED_TXNS_MAX} transactions already prepared; txn {txn:#x} aborts",
+                "shard {}: {PREPARED_TXNS_MAX} transactions already prepared (or awaiting \
+                 their End); txn {txn:#x} aborts",
                 self.id
             )));
         }
@@ -63,6 +94,13 @@ impl Shard {
             "txn {txn:#x} prepared twice on shard {}",
             self.id
         );
+        Ok(payload)
+    }
+
+    /// Appends the Prepare record of `txn` (registered by `tpc_prepare_begin`) and waits for
+    /// its sync. The record is queued at the first poll: a coordinator polls this together
+    /// with its own Decision so that both ride one sync.
+    pub(crate) async fn tpc_prepare_log(self: &Rc<Self>, txn: u64, payload: Vec<u8>) -> Vote {
         let hook_shard = self.clone();
         let res = self
             .wal
@@ -80,13 +118,20 @@ impl Shard {
         match res {
             Ok(_) => {
                 self.tpc.prepares.set(self.tpc.prepares.get() + 1);
-                Ok(())
+                Vote::Prepared
             }
             Err(e) => {
-                // Not durable (or not known to be): recovery would find no decision for it
-                // and abort it (presumed abort), so forget it here too.
+                // Not durable (or not known to be): forget it here. If the record did reach
+                // the disk, recovery must not commit the txn: the coordinator sees an
+                // `Unknown` vote and voids its Decision (coordinator.rs).
                 self.tpc_forget(txn);
-                Err(self.wal_error(e))
+                let certain = super::wal_refused(&e);
+                let err = self.wal_error(e);
+                if certain {
+                    Vote::Refused(err)
+                } else {
+                    Vote::Unknown(err)
+                }
             }
         }
     }
@@ -154,7 +199,7 @@ impl Shard {
         );
         self.tpc.release_keys(&p.writes);
         self.tpc.decided.remove(txn, &p.writes);
-        self.tpc.pins.until_flushed(p.prepare_lsn, lsn);
+        self.tpc.pins.until_end(txn, p.prepare_lsn, lsn);
         self.apply(lsn, p.writes);
         self.tpc.commits.set(self.tpc.commits.get() + 1);
         self.changed.notify_all();
@@ -200,6 +245,7 @@ impl Shard {
         let payload = TxnRecord::Decision {
             txn,
             commit: true,
+            parallel: true,
             committed_at_ms,
             participants,
         }
@@ -210,6 +256,32 @@ impl Shard {
                 super::record::RECORD_KIND_TXN_DECISION,
                 payload,
                 Box::new(move |lsn| hook_shard.tpc.pins.hold(lsn)),
+            )
+            .await
+    }
+
+    /// As coordinator: voids the parallel Decision of `txn` at `decision_lsn` by a synced
+    /// Decision with flag 0 (recovery then aborts the txn whatever Prepares it finds), and
+    /// unpins the Decision once that is durable.
+    pub(crate) async fn tpc_void(
+        self: &Rc<Self>,
+        txn: u64,
+        decision_lsn: u64,
+    ) -> std::result::Result<u64, mantis_wal::WalError> {
+        let payload = TxnRecord::Decision {
+            txn,
+            commit: false,
+            parallel: false,
+            committed_at_ms: 0,
+            participants: Vec::new(),
+        }
+        .encode();
+        let hook_shard = self.clone();
+        self.wal
+            .append_with(
+                super::record::RECORD_KIND_TXN_DECISION,
+                payload,
+                Box::new(move |_lsn| hook_shard.tpc.pins.release(decision_lsn)),
             )
             .await
     }

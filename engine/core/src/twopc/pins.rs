@@ -30,15 +30,28 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Story (2026-11-28, pgbench TPC-B at 450 tps): the pins of committed transactions were
 /// counted against the prepared-transactions bound, and with a large memtable nothing flushed
 /// for 9,000 transactions: `hold` asserted "WAL pins over their limit" and the shard panicked.
+///
+/// `awaiting_end` (parallel commit): committed Prepares whose coordinator's `End` is not
+/// durable yet, by txn: (Prepare LSN, Commit LSN). Recovery commits a parallel Decision only if
+/// every participant's Prepare (or Commit) is found, so a Prepare recycled while the Decision
+/// is still open would read as "never prepared" and abort a committed transaction on the
+/// participants that had not logged their Commit yet. When the End is durable the coordinator
+/// tells the participants ([`Pins::end_durable`]) and the pin becomes an after-commit one.
 #[derive(Default)]
 pub(crate) struct Pins {
     held: RefCell<BTreeSet<u64>>,
+    awaiting_end: RefCell<std::collections::HashMap<u64, (u64, u64)>>,
     /// Commit LSN → the oldest Prepare LSN needed until a flush covers that Commit.
     after_commit: RefCell<BTreeMap<u64, u64>>,
 }
 
 /// Held pins of one shard, at most: a prepared txn or an open decision holds one each.
 pub const PINS_MAX: usize = 2 * super::PREPARED_TXNS_MAX;
+
+/// Committed Prepares awaiting their coordinator's End on one shard, at most: a participant
+/// refuses new Prepares beyond `ENDS_AWAITED_MAX` (each one is a prepared txn, so at most
+/// `PREPARED_TXNS_MAX` more can join while it is full).
+pub const ENDS_AWAITED_MAX: usize = super::PREPARED_TXNS_MAX;
 
 /// After-commit pins kept apart before the newest are merged (see `Pins`).
 pub const AFTER_COMMIT_PINS_MAX: usize = 1024;
@@ -75,6 +88,45 @@ impl Pins {
         assert!(after.len() <= AFTER_COMMIT_PINS_MAX);
     }
 
+    /// Committed `txn` (Prepare at `lsn`, Commit at `commit_lsn`) stays pinned until its
+    /// coordinator's End is durable ([`Pins::end_durable`]).
+    pub fn until_end(&self, txn: u64, lsn: u64, commit_lsn: u64) {
+        assert!(commit_lsn > lsn, "a commit precedes its prepare");
+        if !self.held.borrow_mut().remove(&lsn) {
+            return;
+        }
+        let mut awaiting = self.awaiting_end.borrow_mut();
+        assert!(
+            awaiting.len() < ENDS_AWAITED_MAX + super::PREPARED_TXNS_MAX,
+            "pins awaiting End over their limit"
+        );
+        let old = awaiting.insert(txn, (lsn, commit_lsn));
+        assert!(old.is_none(), "txn {txn:#x} committed twice");
+    }
+
+    /// The coordinator's End of `txn` is durable: its Prepare is needed until a flush covers
+    /// its Commit, no longer.
+    pub fn end_durable(&self, txn: u64) {
+        let found = self.awaiting_end.borrow_mut().remove(&txn);
+        if let Some((lsn, commit_lsn)) = found {
+            self.held.borrow_mut().insert(lsn);
+            self.until_flushed(lsn, commit_lsn);
+        }
+    }
+
+    /// Every open Decision is closed (recovery wrote their Ends): no committed Prepare waits
+    /// for an End any more.
+    pub fn all_ends_durable(&self) {
+        let txns: Vec<u64> = self.awaiting_end.borrow().keys().copied().collect();
+        for txn in txns {
+            self.end_durable(txn);
+        }
+    }
+
+    pub fn awaiting_end_len(&self) -> usize {
+        self.awaiting_end.borrow().len()
+    }
+
     pub fn release(&self, lsn: u64) {
         self.held.borrow_mut().remove(&lsn);
     }
@@ -82,7 +134,11 @@ impl Pins {
     /// How far a flush of everything up to `lsn_max` may advance `flushed_lsn`: `lsn_max`, or
     /// just below the oldest pin the flush does not release.
     pub fn flush_cap(&self, lsn_max: u64) -> u64 {
-        let oldest_held = self.held.borrow().first().copied();
+        let oldest_awaiting = self.awaiting_end.borrow().values().map(|&(p, _)| p).min();
+        let oldest_held = match (self.held.borrow().first().copied(), oldest_awaiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let oldest_after = self
             .after_commit
             .borrow()
@@ -106,7 +162,7 @@ impl Pins {
     }
 
     pub fn len(&self) -> usize {
-        self.held.borrow().len() + self.after_commit.borrow().len()
+        self.held.borrow().len() + self.after_commit.borrow().len() + self.awaiting_end_len()
     }
 }
 
@@ -129,6 +185,24 @@ mod tests {
         assert_eq!(pins.len(), 1);
         pins.release(20);
         assert_eq!(pins.flush_cap(35), 35);
+    }
+
+    /// Parallel commit: a committed Prepare stays pinned past the flush of its Commit until
+    /// the coordinator's End is durable (else a crash with the Decision still open would find
+    /// the Prepare recycled, read it as "never prepared" and abort a committed txn).
+    #[test]
+    fn committed_prepare_stays_pinned_until_the_end_is_durable() {
+        let pins = Pins::default();
+        pins.hold(10);
+        pins.until_end(7, 10, 30);
+        assert_eq!(pins.flush_cap(50), 9, "End not durable: the Prepare stays");
+        pins.flushed(50);
+        assert_eq!(pins.flush_cap(50), 9);
+        pins.end_durable(7);
+        assert_eq!(pins.flush_cap(25), 9, "commit at 30 not covered yet");
+        assert_eq!(pins.flush_cap(50), 50);
+        pins.flushed(50);
+        assert_eq!(pins.len(), 0);
     }
 
     #[test]

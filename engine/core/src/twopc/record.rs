@@ -7,9 +7,18 @@ use crate::record::{self, DecodeError, Mutation};
 /// A participant's writes, held invisible until the decision: `txn u64, coordinator u32`,
 /// then the writes in the batch encoding of [`crate::record`].
 pub const RECORD_KIND_TXN_PREPARE: u8 = 3;
-/// The coordinator's decision, the commit point: `txn u64, commit u8, committed_at_ms u64,
-/// participants_count u32, participant u32 * count`.
+/// The coordinator's decision: `txn u64, flag u8, committed_at_ms u64, participants_count
+/// u32, participant u32 * count`. The flag is one of the `DECISION_FLAG_*` below.
 pub const RECORD_KIND_TXN_DECISION: u8 = 4;
+
+/// Decision flag 0: the transaction is void (aborted). Written after a parallel Decision
+/// whose participant's vote failed in a way that may have left its Prepare on disk.
+pub const DECISION_FLAG_VOID: u8 = 0;
+/// Decision flag 1 (logs written before parallel commit): the commit point by itself.
+pub const DECISION_FLAG_COMMIT: u8 = 1;
+/// Decision flag 2 (parallel commit, issue 9): written alongside the Prepares; the
+/// transaction is committed iff this record AND every named participant's Prepare are durable.
+pub const DECISION_FLAG_PARALLEL: u8 = 2;
 /// A participant applies its prepared writes: `txn u64, committed_at_ms u64`.
 pub const RECORD_KIND_TXN_COMMIT: u8 = 5;
 /// A participant drops its prepared writes: `txn u64`.
@@ -32,6 +41,8 @@ pub enum TxnRecord {
     Decision {
         txn: u64,
         commit: bool,
+        /// With `commit`: a parallel-commit Decision ([`DECISION_FLAG_PARALLEL`]).
+        parallel: bool,
         committed_at_ms: u64,
         participants: Vec<u32>,
     },
@@ -88,12 +99,17 @@ impl TxnRecord {
             }
             TxnRecord::Decision {
                 commit,
+                parallel,
                 committed_at_ms,
                 participants,
                 ..
             } => {
                 assert!(participants.len() <= PARTICIPANTS_MAX);
-                out.push(u8::from(*commit));
+                out.push(match (*commit, *parallel) {
+                    (false, _) => DECISION_FLAG_VOID,
+                    (true, false) => DECISION_FLAG_COMMIT,
+                    (true, true) => DECISION_FLAG_PARALLEL,
+                });
                 out.extend_from_slice(&committed_at_ms.to_le_bytes());
                 out.extend_from_slice(&(participants.len() as u32).to_le_bytes());
                 for p in participants {
@@ -126,10 +142,11 @@ impl TxnRecord {
                 });
             }
             RECORD_KIND_TXN_DECISION => {
-                let commit = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(r.error("decision flag is neither 0 nor 1")),
+                let (commit, parallel) = match r.u8()? {
+                    DECISION_FLAG_VOID => (false, false),
+                    DECISION_FLAG_COMMIT => (true, false),
+                    DECISION_FLAG_PARALLEL => (true, true),
+                    _ => return Err(r.error("decision flag is not 0, 1 or 2")),
                 };
                 let committed_at_ms = r.u64()?;
                 let count = r.u32()? as usize;
@@ -143,6 +160,7 @@ impl TxnRecord {
                 TxnRecord::Decision {
                     txn,
                     commit,
+                    parallel,
                     committed_at_ms,
                     participants,
                 }
@@ -252,14 +270,23 @@ mod tests {
         let r = TxnRecord::Decision {
             txn: 9,
             commit: true,
+            parallel: false,
             committed_at_ms: 1_700_000_000_000,
             participants: vec![0, 2, 5],
         };
         assert_eq!(r.encode().len(), 8 + 1 + 8 + 4 + 3 * 4);
         round_trip(r);
         round_trip(TxnRecord::Decision {
+            txn: 11,
+            commit: true,
+            parallel: true,
+            committed_at_ms: 1,
+            participants: vec![1, 2],
+        });
+        round_trip(TxnRecord::Decision {
             txn: 10,
             commit: false,
+            parallel: false,
             committed_at_ms: 0,
             participants: vec![],
         });
@@ -283,11 +310,13 @@ mod tests {
         let mut d = TxnRecord::Decision {
             txn: 1,
             commit: true,
+            parallel: true,
             committed_at_ms: 1,
             participants: vec![1],
         }
         .encode();
-        d[8] = 2;
+        assert_eq!(d[8], DECISION_FLAG_PARALLEL);
+        d[8] = 3;
         assert!(TxnRecord::decode(RECORD_KIND_TXN_DECISION, &d).is_err());
     }
 

@@ -1,9 +1,10 @@
 //! Decided writes, readable before their participant's Commit record is durable.
 //!
 //! WHY: a SQL transaction holds its row locks (strict 2PL) until `write_batch` returns. Once
-//! the coordinator's Decision is durable the transaction is committed whatever happens next
-//! (recovery re-drives the Decision, which stays pinned until End), so its writes may be read
-//! at once. Waiting for every participant's synced Commit record before answering put a third
+//! the coordinator's Decision and every participant's Prepare are durable (parallel commit)
+//! the transaction is committed whatever happens next (recovery re-drives the Decision, which
+//! stays pinned until End, and finds every Prepare, pinned until End too), so its writes may
+//! be read at once. Waiting for every participant's synced Commit record before answering put a third
 //! fdatasync inside the lock hold of every hot row (pgbench's one branch row). The writes
 //! still reach the memtable only in the Commit record's durable hook, at its LSN, so the
 //! memtable keeps seeing LSNs in order; until then point reads and scans find them here.
