@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LockConfig;
 use crate::error::LockError;
-use crate::graph::{ShardWaitGraph, TxnCost, Victim, WaitEdge, WaitForGraph};
+use crate::graph::{ShardWaitGraph, TxnCost, Victim, WaitEdge};
 use crate::mode::LockMode;
 use crate::profile::{HistogramSummary, Hotspot, LockEvent, LockEventKind};
 use crate::resource::{ResourceId, TxnId};
@@ -351,7 +351,9 @@ impl LockManager {
             return Vec::new();
         }
         let config = self.config();
-        let mut graph = WaitForGraph::new();
+        // The shard's graph is kept between passes (its buffers keep their capacity).
+        let mut graph = std::mem::take(&mut self.inner.borrow_mut().detect_graph);
+        graph.clear();
         graph.add_shard(&part);
         let resolution = graph.resolve(
             config.algorithm,
@@ -363,6 +365,7 @@ impl LockManager {
             self.abort_victim(victim);
         }
         let mut st = self.inner.borrow_mut();
+        st.detect_graph = graph;
         st.counters.detections += 1;
         st.counters.detect_last_us = started.elapsed().as_micros() as u64;
         resolution.victims

@@ -27,6 +27,7 @@ impl<T: Default> Pool<T> {
 
     /// A free slot (its previous contents are left for the caller to overwrite), or `None` when
     /// `slots_max` records are in use.
+    #[inline]
     pub(crate) fn alloc(&mut self) -> Option<u32> {
         let idx = if let Some(idx) = self.free.pop() {
             idx
@@ -48,6 +49,7 @@ impl<T: Default> Pool<T> {
         Some(idx)
     }
 
+    #[inline]
     pub(crate) fn free(&mut self, idx: u32) {
         let slot = &mut self.slots[idx as usize];
         assert!(slot.in_use, "pool slot {idx} freed twice");
@@ -87,6 +89,7 @@ impl<T: Default> Pool<T> {
 
 impl<T> std::ops::Index<u32> for Pool<T> {
     type Output = T;
+    #[inline]
     fn index(&self, idx: u32) -> &T {
         let slot = &self.slots[idx as usize];
         debug_assert!(slot.in_use, "pool slot {idx} read while free");
@@ -95,6 +98,7 @@ impl<T> std::ops::Index<u32> for Pool<T> {
 }
 
 impl<T> std::ops::IndexMut<u32> for Pool<T> {
+    #[inline]
     fn index_mut(&mut self, idx: u32) -> &mut T {
         let slot = &mut self.slots[idx as usize];
         debug_assert!(slot.in_use, "pool slot {idx} written while free");

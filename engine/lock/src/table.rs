@@ -85,9 +85,15 @@ impl<K: TableKey> Default for SlotTable<K> {
 }
 
 impl<K: TableKey> SlotTable<K> {
-    /// Room for `len` keys without growing.
-    pub(crate) fn for_len(len: usize) -> Self {
-        Self::with_capacity(entries_for(len))
+    /// Removes every key, keeping the capacity (a detection pass reuses its node index).
+    pub(crate) fn clear(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        for e in &mut self.entries {
+            e.slot = EMPTY;
+        }
+        self.len = 0;
     }
 
     /// Grows now if `additional` more keys would make it more than 2/3 full (one rehash
@@ -164,6 +170,7 @@ impl<K: TableKey> SlotTable<K> {
     }
 
     /// Fills the vacant entry `probe` returned (no other change in between).
+    #[inline]
     pub(crate) fn insert_vacant(&mut self, index: usize, key: K, slot: u32) {
         assert_ne!(slot, EMPTY, "slot value reserved for empty entries");
         let e = &mut self.entries[index];
@@ -192,6 +199,7 @@ impl<K: TableKey> SlotTable<K> {
         }
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, key: &K) -> Option<u32> {
         let mask = self.mask();
         let mut i = self.home(key);
