@@ -72,7 +72,12 @@ pub struct LockStats {
     /// the buckets of a Prometheus histogram.
     #[serde(default)]
     pub wait_us_buckets: Vec<(u64, u64)>,
+    /// Hold times (grant to release) of one grant in `hold_sample_every`: its `count` is the
+    /// number of sampled holds; `releases_total` counts every hold.
     pub hold_us: HistogramSummary,
+    /// The sampling period of `hold_us` (`LockConfig::hold_sample_every`).
+    #[serde(default)]
+    pub hold_sample_every: u32,
     pub profiled_resources: u64,
     pub hotspots: Vec<Hotspot>,
 }
@@ -454,6 +459,7 @@ impl LockManager {
                 .map(|&le| (le, st.profiler.wait_us.count_between(0, le)))
                 .collect(),
             hold_us: HistogramSummary::of(&st.profiler.hold_us),
+            hold_sample_every: st.config.hold_sample_every.max(1),
             profiled_resources: st.profiler.profiled_resources() as u64,
             hotspots: st.profiler.hotspots(st.config.hotspots_max),
         }

@@ -5,7 +5,6 @@
 pub(crate) struct Pool<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
-    live: usize,
     slots_max: usize,
 }
 
@@ -20,7 +19,6 @@ impl<T: Default> Pool<T> {
         Pool {
             slots: Vec::new(),
             free: Vec::new(),
-            live: 0,
             slots_max,
         }
     }
@@ -45,7 +43,6 @@ impl<T: Default> Pool<T> {
         let slot = &mut self.slots[idx as usize];
         assert!(!slot.in_use, "pool slot {idx} handed out twice");
         slot.in_use = true;
-        self.live += 1;
         Some(idx)
     }
 
@@ -55,7 +52,6 @@ impl<T: Default> Pool<T> {
         assert!(slot.in_use, "pool slot {idx} freed twice");
         slot.in_use = false;
         slot.generation = slot.generation.wrapping_add(1);
-        self.live -= 1;
         self.free.push(idx);
     }
 
@@ -69,8 +65,9 @@ impl<T: Default> Pool<T> {
             .is_some_and(|s| s.in_use && s.generation == generation)
     }
 
+    /// Records in use: every slot created and not on the free list.
     pub(crate) fn live(&self) -> usize {
-        self.live
+        self.slots.len() - self.free.len()
     }
 
     /// Slots ever created: the pool's high-water mark.

@@ -124,7 +124,8 @@ pub(crate) struct State {
     pub(crate) profiler: Profiler,
     pub(crate) timeout: AdaptiveTimeout,
     pub(crate) wake_buf: Vec<Waker>,
-    grants_since_sample: u32,
+    /// Grants left before the next one whose hold time is measured (1..=hold_sample_every).
+    grants_until_sample: u32,
     /// The shard-local detector's graph, reused by every pass (taken out during one).
     pub(crate) detect_graph: WaitForGraph,
 }
@@ -154,7 +155,7 @@ impl State {
             profiler,
             timeout,
             wake_buf: Vec::new(),
-            grants_since_sample: 0,
+            grants_until_sample: config.hold_sample_every.max(1),
             detect_graph: WaitForGraph::default(),
             epoch: Instant::now(),
             config,
@@ -280,14 +281,26 @@ impl State {
     fn free_head_if_idle(&mut self, h: u32) {
         let head = &self.heads[h];
         if head.granted.is_empty() && head.waiting.is_empty() {
-            assert!(
-                head.counts.iter().all(|&c| c == 0),
-                "idle head with granted counts"
-            );
-            let resource = head.resource;
-            self.by_resource.remove(&resource);
-            self.heads.free(h);
+            self.free_idle_head(h);
         }
+    }
+
+    /// Frees head `h`, known to have no holder and no waiter.
+    #[inline(always)]
+    fn free_idle_head(&mut self, h: u32) {
+        let head = &self.heads[h];
+        assert!(
+            head.granted.is_empty() && head.waiting.is_empty(),
+            "freeing a head in use"
+        );
+        assert!(
+            head.counts == [0; MODE_COUNT],
+            "idle head with granted counts"
+        );
+        let resource = head.resource;
+        let removed = self.by_resource.remove(&resource);
+        debug_assert_eq!(removed, Some(h), "resource index out of date");
+        self.heads.free(h);
     }
 
     #[inline(always)]
@@ -318,24 +331,42 @@ impl State {
             (rq.txn, rq.head, rq.mode)
         };
         let head = &mut self.heads[h];
-        let pos = head.granted.len() as u32;
+        let pos = head.granted.len();
         head.granted.push(r);
         head.counts[mode.index()] += 1;
+        let index = head.indexed || pos >= HELD_SCAN_MAX;
         self.txns[t].held.push(r);
         self.counters.granted_now += 1;
-        let head = &self.heads[h];
-        if head.indexed || head.granted.len() > HELD_SCAN_MAX {
+        if index {
             self.index_holder(t, h, r);
         }
-        self.grants_since_sample += 1;
-        let sample = self.grants_since_sample >= self.config.hold_sample_every.max(1);
+        // Counting down to the next sampled grant: one clock read per `hold_sample_every`
+        // grants (and one at its release), not two per lock.
+        self.grants_until_sample -= 1;
+        let sample = self.grants_until_sample == 0;
         if sample {
-            self.grants_since_sample = 0;
+            self.grants_until_sample = self.config.hold_sample_every.max(1);
         }
         let rq = &mut self.requests[r];
         rq.granted = true;
-        rq.granted_pos = pos;
+        rq.granted_pos = pos as u32;
         rq.granted_at = if sample { Some(Instant::now()) } else { None };
+    }
+
+    /// `t` if it may acquire: not a deadlock victim, not already waiting.
+    #[inline(always)]
+    fn usable_txn(&self, t: u32, txn: TxnId) -> Result<u32, LockError> {
+        let rec = &self.txns[t];
+        if let Some(err) = &rec.aborted {
+            return Err(err.clone());
+        }
+        if rec.waiting.is_some() {
+            return Err(LockError::AlreadyWaiting {
+                shard: self.config.shard,
+                txn,
+            });
+        }
+        Ok(t)
     }
 
     /// Lists `r` (of txn slot `t`) in `held_index`, first listing every holder of `h` if the
@@ -365,24 +396,16 @@ impl State {
         mode: LockMode,
     ) -> Result<Step, LockError> {
         let t = match self.last_txn {
-            Some((id, t)) if id == txn => t,
+            Some((id, t)) if id == txn => self.usable_txn(t, txn)?,
             _ => match self.by_txn.probe(&txn) {
                 Probe::Found(t) => {
                     self.last_txn = Some((txn, t));
-                    t
+                    self.usable_txn(t, txn)?
                 }
+                // A new transaction is neither aborted nor waiting.
                 Probe::Vacant(index) => self.register_new_txn(index, txn, txn.0)?,
             },
         };
-        if let Some(err) = &self.txns[t].aborted {
-            return Err(err.clone());
-        }
-        if self.txns[t].waiting.is_some() {
-            return Err(LockError::AlreadyWaiting {
-                shard: self.config.shard,
-                txn,
-            });
-        }
         self.counters.acquires += 1;
         let h = match self.by_resource.probe(&resource) {
             Probe::Found(h) => h,
@@ -570,28 +593,30 @@ impl State {
     /// Releases one granted request; the record is freed unless a future still refers to it.
     #[inline(always)]
     fn release_request(&mut self, r: u32, reason: &LockError) {
-        let (t, h, mode) = {
-            let rq = &self.requests[r];
-            assert!(rq.granted, "releasing a request that is not granted");
-            (rq.txn, rq.head, rq.mode)
-        };
-        if self.requests[r].waiting {
+        let rq = &self.requests[r];
+        assert!(rq.granted, "releasing a request that is not granted");
+        let (t, h, pos) = (rq.txn, rq.head, rq.granted_pos as usize);
+        let (indexed, granted_at) = (rq.indexed, rq.granted_at);
+        if rq.waiting {
             self.cancel_upgrade(r, reason);
         }
+        // Read after the cancel: a cancelled upgrade keeps its granted mode.
+        let mode = self.requests[r].mode;
         let head = &mut self.heads[h];
-        let pos = self.requests[r].granted_pos as usize;
         assert_eq!(head.granted[pos], r, "granted position out of date");
         head.granted.swap_remove(pos);
-        if let Some(&moved) = head.granted.get(pos) {
+        let moved = head.granted.get(pos).copied();
+        head.counts[mode.index()] -= 1;
+        let idle = head.granted.is_empty() && head.waiting.is_empty();
+        if let Some(moved) = moved {
             self.requests[moved].granted_pos = pos as u32;
         }
-        head.counts[mode.index()] -= 1;
-        if self.requests[r].indexed {
+        if indexed {
             self.unindex_holder(t, h, r);
         }
         self.counters.granted_now -= 1;
         self.counters.releases += 1;
-        if let Some(at) = self.requests[r].granted_at {
+        if let Some(at) = granted_at {
             self.record_hold(at);
         }
         let rq = &mut self.requests[r];
@@ -601,8 +626,12 @@ impl State {
         } else {
             self.requests.free(r);
         }
-        self.grant_waiters(h);
-        self.free_head_if_idle(h);
+        if idle {
+            self.free_idle_head(h); // the uncontended case: nobody else holds or waits
+        } else {
+            self.grant_waiters(h);
+            self.free_head_if_idle(h);
+        }
     }
 
     /// A granted request with a queued upgrade is released: the upgrade's wait ends first.
@@ -638,13 +667,15 @@ impl State {
         if let Some(r) = self.txns[t].waiting {
             self.end_wait_of_releasing_txn(r, reason);
         }
-        let mut held = std::mem::take(&mut self.txns[t].held);
-        let released = held.len();
-        for &r in &held {
+        // By index: `release_request` does not touch the transaction's list.
+        let released = self.txns[t].held.len();
+        for i in 0..released {
+            let r = self.txns[t].held[i];
             self.release_request(r, reason);
         }
+        let held = &mut self.txns[t].held;
+        assert_eq!(held.len(), released, "held list changed during release");
         held.clear();
-        self.txns[t].held = held;
         if forget {
             self.forget_txn(t);
         }
