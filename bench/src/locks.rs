@@ -183,10 +183,12 @@ fn detect_figure(
     let mut times: Vec<Duration> = Vec::with_capacity(passes);
     let mut cpu_times: Vec<Duration> = Vec::with_capacity(passes);
     let mut last = None;
+    // One graph for every pass, as a detector keeps it: its buffers are reused.
+    let mut graph = WaitForGraph::new();
     for _ in 0..passes.max(1) {
         let started = Instant::now();
         let cpu_started = thread_cpu();
-        let graph = WaitForGraph::from_shards(parts);
+        graph.rebuild(parts);
         let resolution = graph.resolve(
             algorithm,
             config.adaptive_small_edges_max,

@@ -79,7 +79,9 @@ pub struct LockConfig {
     /// Period of the shard's detection pass (also run when a wait exceeds half the timeout).
     pub detect_interval_ms: u64,
     /// Hold times are measured on one grant in this many (a clock read costs ~20 ns, a fifth
-    /// of the uncontended budget).
+    /// of the uncontended budget, and a sampled hold reads it twice). Only the hold-time
+    /// histogram is sampled: every counter (acquires, releases, waits…) and the wait-time
+    /// histogram count every event. 1 measures every hold.
     pub hold_sample_every: u32,
     /// Resources whose history is kept (only resources that saw a wait get one).
     pub profiled_resources_max: usize,
@@ -104,7 +106,7 @@ impl Default for LockConfig {
             adaptive_small_edges_max: 256,
             cost_weights: CostWeights::default(),
             detect_interval_ms: 100,
-            hold_sample_every: 16,
+            hold_sample_every: 64,
             profiled_resources_max: 1024,
             events_per_resource_max: 64,
             hotspots_max: 10,

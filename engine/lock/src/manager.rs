@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LockConfig;
 use crate::error::LockError;
-use crate::graph::{ShardWaitGraph, TxnCost, Victim, WaitEdge, WaitForGraph};
+use crate::graph::{ShardWaitGraph, TxnCost, Victim, WaitEdge};
 use crate::mode::LockMode;
 use crate::profile::{HistogramSummary, Hotspot, LockEvent, LockEventKind};
 use crate::resource::{ResourceId, TxnId};
@@ -72,7 +72,12 @@ pub struct LockStats {
     /// the buckets of a Prometheus histogram.
     #[serde(default)]
     pub wait_us_buckets: Vec<(u64, u64)>,
+    /// Hold times (grant to release) of one grant in `hold_sample_every`: its `count` is the
+    /// number of sampled holds; `releases_total` counts every hold.
     pub hold_us: HistogramSummary,
+    /// The sampling period of `hold_us` (`LockConfig::hold_sample_every`).
+    #[serde(default)]
+    pub hold_sample_every: u32,
     pub profiled_resources: u64,
     pub hotspots: Vec<Hotspot>,
 }
@@ -351,7 +356,9 @@ impl LockManager {
             return Vec::new();
         }
         let config = self.config();
-        let mut graph = WaitForGraph::new();
+        // The shard's graph is kept between passes (its buffers keep their capacity).
+        let mut graph = std::mem::take(&mut self.inner.borrow_mut().detect_graph);
+        graph.clear();
         graph.add_shard(&part);
         let resolution = graph.resolve(
             config.algorithm,
@@ -363,6 +370,7 @@ impl LockManager {
             self.abort_victim(victim);
         }
         let mut st = self.inner.borrow_mut();
+        st.detect_graph = graph;
         st.counters.detections += 1;
         st.counters.detect_last_us = started.elapsed().as_micros() as u64;
         resolution.victims
@@ -451,6 +459,7 @@ impl LockManager {
                 .map(|&le| (le, st.profiler.wait_us.count_between(0, le)))
                 .collect(),
             hold_us: HistogramSummary::of(&st.profiler.hold_us),
+            hold_sample_every: st.config.hold_sample_every.max(1),
             profiled_resources: st.profiler.profiled_resources() as u64,
             hotspots: st.profiler.hotspots(st.config.hotspots_max),
         }

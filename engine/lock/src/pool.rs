@@ -5,7 +5,6 @@
 pub(crate) struct Pool<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
-    live: usize,
     slots_max: usize,
 }
 
@@ -20,13 +19,13 @@ impl<T: Default> Pool<T> {
         Pool {
             slots: Vec::new(),
             free: Vec::new(),
-            live: 0,
             slots_max,
         }
     }
 
     /// A free slot (its previous contents are left for the caller to overwrite), or `None` when
     /// `slots_max` records are in use.
+    #[inline]
     pub(crate) fn alloc(&mut self) -> Option<u32> {
         let idx = if let Some(idx) = self.free.pop() {
             idx
@@ -44,16 +43,15 @@ impl<T: Default> Pool<T> {
         let slot = &mut self.slots[idx as usize];
         assert!(!slot.in_use, "pool slot {idx} handed out twice");
         slot.in_use = true;
-        self.live += 1;
         Some(idx)
     }
 
+    #[inline]
     pub(crate) fn free(&mut self, idx: u32) {
         let slot = &mut self.slots[idx as usize];
         assert!(slot.in_use, "pool slot {idx} freed twice");
         slot.in_use = false;
         slot.generation = slot.generation.wrapping_add(1);
-        self.live -= 1;
         self.free.push(idx);
     }
 
@@ -67,8 +65,9 @@ impl<T: Default> Pool<T> {
             .is_some_and(|s| s.in_use && s.generation == generation)
     }
 
+    /// Records in use: every slot created and not on the free list.
     pub(crate) fn live(&self) -> usize {
-        self.live
+        self.slots.len() - self.free.len()
     }
 
     /// Slots ever created: the pool's high-water mark.
@@ -87,6 +86,7 @@ impl<T: Default> Pool<T> {
 
 impl<T> std::ops::Index<u32> for Pool<T> {
     type Output = T;
+    #[inline]
     fn index(&self, idx: u32) -> &T {
         let slot = &self.slots[idx as usize];
         debug_assert!(slot.in_use, "pool slot {idx} read while free");
@@ -95,6 +95,7 @@ impl<T> std::ops::Index<u32> for Pool<T> {
 }
 
 impl<T> std::ops::IndexMut<u32> for Pool<T> {
+    #[inline]
     fn index_mut(&mut self, idx: u32) -> &mut T {
         let slot = &mut self.slots[idx as usize];
         debug_assert!(slot.in_use, "pool slot {idx} written while free");

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::config::LockConfig;
 use crate::error::LockError;
+use crate::graph::WaitForGraph;
 use crate::hash::FxHashMap;
 use crate::mode::{LockMode, MODE_COUNT};
 use crate::pool::Pool;
@@ -123,7 +124,10 @@ pub(crate) struct State {
     pub(crate) profiler: Profiler,
     pub(crate) timeout: AdaptiveTimeout,
     pub(crate) wake_buf: Vec<Waker>,
-    grants_since_sample: u32,
+    /// Grants left before the next one whose hold time is measured (1..=hold_sample_every).
+    grants_until_sample: u32,
+    /// The shard-local detector's graph, reused by every pass (taken out during one).
+    pub(crate) detect_graph: WaitForGraph,
 }
 
 impl State {
@@ -151,12 +155,20 @@ impl State {
             profiler,
             timeout,
             wake_buf: Vec::new(),
-            grants_since_sample: 0,
+            grants_until_sample: config.hold_sample_every.max(1),
+            detect_graph: WaitForGraph::default(),
             epoch: Instant::now(),
             config,
         }
     }
 
+    #[cold]
+    fn requests_full(&mut self, h: u32) -> LockError {
+        self.free_head_if_idle(h);
+        self.capacity("request", self.config.requests_max)
+    }
+
+    #[cold]
     fn capacity(&self, what: &'static str, records_max: usize) -> LockError {
         LockError::Capacity {
             shard: self.config.shard,
@@ -178,6 +190,7 @@ impl State {
 
     /// Registers `txn`, known not to be registered yet, at the vacant `index` of `by_txn`
     /// (one probe of the map per new transaction: it is a third of a one-lock transaction).
+    #[inline(always)]
     fn register_new_txn(
         &mut self,
         index: usize,
@@ -217,6 +230,7 @@ impl State {
     }
 
     /// Forgets transaction slot `t` (its locks are released).
+    #[inline(always)]
     pub(crate) fn forget_txn(&mut self, t: u32) {
         assert!(
             self.txns[t].held.is_empty(),
@@ -232,7 +246,7 @@ impl State {
     }
 
     /// `t`'s granted request on head `h`, if it holds one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find_held(&self, t: u32, h: u32) -> Option<u32> {
         let head = &self.heads[h];
         if head.indexed {
@@ -245,51 +259,54 @@ impl State {
             .find(|&r| self.requests[r].txn == t)
     }
 
-    #[inline]
-    fn head_slot(&mut self, resource: ResourceId) -> Result<u32, LockError> {
-        match self.by_resource.probe(&resource) {
-            Probe::Found(h) => Ok(h),
-            Probe::Vacant(index) => {
-                let Some(h) = self.heads.alloc() else {
-                    return Err(LockError::Capacity {
-                        shard: self.config.shard,
-                        what: "resource",
-                        records_max: self.config.resources_max,
-                    });
-                };
-                let head = &mut self.heads[h];
-                assert!(
-                    head.granted.is_empty() && head.waiting.is_empty(),
-                    "recycled head not empty"
-                );
-                head.resource = resource;
-                head.counts = [0; MODE_COUNT];
-                head.indexed = false;
-                self.by_resource.insert_vacant(index, resource, h);
-                Ok(h)
-            }
-        }
+    /// A head for `resource`, known not to have one, at the vacant `index` of `by_resource`.
+    #[inline(always)]
+    fn new_head(&mut self, index: usize, resource: ResourceId) -> Result<u32, LockError> {
+        let Some(h) = self.heads.alloc() else {
+            return Err(self.capacity("resource", self.config.resources_max));
+        };
+        let head = &mut self.heads[h];
+        assert!(
+            head.granted.is_empty() && head.waiting.is_empty(),
+            "recycled head not empty"
+        );
+        head.resource = resource;
+        head.counts = [0; MODE_COUNT];
+        head.indexed = false;
+        self.by_resource.insert_vacant(index, resource, h);
+        Ok(h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn free_head_if_idle(&mut self, h: u32) {
         let head = &self.heads[h];
         if head.granted.is_empty() && head.waiting.is_empty() {
-            assert!(
-                head.counts.iter().all(|&c| c == 0),
-                "idle head with granted counts"
-            );
-            let resource = head.resource;
-            self.by_resource.remove(&resource);
-            self.heads.free(h);
+            self.free_idle_head(h);
         }
     }
 
-    #[inline]
+    /// Frees head `h`, known to have no holder and no waiter.
+    #[inline(always)]
+    fn free_idle_head(&mut self, h: u32) {
+        let head = &self.heads[h];
+        assert!(
+            head.granted.is_empty() && head.waiting.is_empty(),
+            "freeing a head in use"
+        );
+        assert!(
+            head.counts == [0; MODE_COUNT],
+            "idle head with granted counts"
+        );
+        let resource = head.resource;
+        let removed = self.by_resource.remove(&resource);
+        debug_assert_eq!(removed, Some(h), "resource index out of date");
+        self.heads.free(h);
+    }
+
+    #[inline(always)]
     fn new_request(&mut self, t: u32, h: u32, mode: LockMode) -> Result<u32, LockError> {
         let Some(r) = self.requests.alloc() else {
-            self.free_head_if_idle(h);
-            return Err(self.capacity("request", self.config.requests_max));
+            return Err(self.requests_full(h));
         };
         let rq = &mut self.requests[r];
         rq.txn = t;
@@ -307,40 +324,68 @@ impl State {
         Ok(r)
     }
 
-    #[inline]
+    #[inline(always)]
     fn add_granted(&mut self, r: u32) {
         let (t, h, mode) = {
             let rq = &self.requests[r];
             (rq.txn, rq.head, rq.mode)
         };
         let head = &mut self.heads[h];
-        let pos = head.granted.len() as u32;
+        let pos = head.granted.len();
         head.granted.push(r);
         head.counts[mode.index()] += 1;
+        let index = head.indexed || pos >= HELD_SCAN_MAX;
         self.txns[t].held.push(r);
         self.counters.granted_now += 1;
-        if self.heads[h].indexed {
-            self.held_index.insert((t, h), r);
-            self.requests[r].indexed = true;
-        } else if self.heads[h].granted.len() > HELD_SCAN_MAX {
-            self.heads[h].indexed = true;
-            for i in 0..self.heads[h].granted.len() {
-                let g = self.heads[h].granted[i];
-                let owner = self.requests[g].txn;
-                let before = self.held_index.insert((owner, h), g);
-                assert!(before.is_none(), "a txn holds two requests on one resource");
-                self.requests[g].indexed = true;
-            }
+        if index {
+            self.index_holder(t, h, r);
         }
-        self.grants_since_sample += 1;
-        let sample = self.grants_since_sample >= self.config.hold_sample_every.max(1);
+        // Counting down to the next sampled grant: one clock read per `hold_sample_every`
+        // grants (and one at its release), not two per lock.
+        self.grants_until_sample -= 1;
+        let sample = self.grants_until_sample == 0;
         if sample {
-            self.grants_since_sample = 0;
+            self.grants_until_sample = self.config.hold_sample_every.max(1);
         }
         let rq = &mut self.requests[r];
         rq.granted = true;
-        rq.granted_pos = pos;
+        rq.granted_pos = pos as u32;
         rq.granted_at = if sample { Some(Instant::now()) } else { None };
+    }
+
+    /// `t` if it may acquire: not a deadlock victim, not already waiting.
+    #[inline(always)]
+    fn usable_txn(&self, t: u32, txn: TxnId) -> Result<u32, LockError> {
+        let rec = &self.txns[t];
+        if let Some(err) = &rec.aborted {
+            return Err(err.clone());
+        }
+        if rec.waiting.is_some() {
+            return Err(LockError::AlreadyWaiting {
+                shard: self.config.shard,
+                txn,
+            });
+        }
+        Ok(t)
+    }
+
+    /// Lists `r` (of txn slot `t`) in `held_index`, first listing every holder of `h` if the
+    /// head just passed `HELD_SCAN_MAX` holders. Rare: only heads with many holders.
+    #[cold]
+    fn index_holder(&mut self, t: u32, h: u32, r: u32) {
+        if self.heads[h].indexed {
+            self.held_index.insert((t, h), r);
+            self.requests[r].indexed = true;
+            return;
+        }
+        self.heads[h].indexed = true;
+        for i in 0..self.heads[h].granted.len() {
+            let g = self.heads[h].granted[i];
+            let owner = self.requests[g].txn;
+            let before = self.held_index.insert((owner, h), g);
+            assert!(before.is_none(), "a txn holds two requests on one resource");
+            self.requests[g].indexed = true;
+        }
     }
 
     /// Acquire `mode` on `resource` for `txn`: granted at once, or queued (FIFO, upgrades first).
@@ -351,26 +396,29 @@ impl State {
         mode: LockMode,
     ) -> Result<Step, LockError> {
         let t = match self.last_txn {
-            Some((id, t)) if id == txn => t,
+            Some((id, t)) if id == txn => self.usable_txn(t, txn)?,
             _ => match self.by_txn.probe(&txn) {
                 Probe::Found(t) => {
                     self.last_txn = Some((txn, t));
-                    t
+                    self.usable_txn(t, txn)?
                 }
+                // A new transaction is neither aborted nor waiting.
                 Probe::Vacant(index) => self.register_new_txn(index, txn, txn.0)?,
             },
         };
-        if let Some(err) = &self.txns[t].aborted {
-            return Err(err.clone());
-        }
-        if self.txns[t].waiting.is_some() {
-            return Err(LockError::AlreadyWaiting {
-                shard: self.config.shard,
-                txn,
-            });
-        }
         self.counters.acquires += 1;
-        let h = self.head_slot(resource)?;
+        let h = match self.by_resource.probe(&resource) {
+            Probe::Found(h) => h,
+            Probe::Vacant(index) => {
+                // Nobody holds or waits for `resource`: granted at once, without scanning
+                // holders or checking modes (the common case: a row locked for the first time).
+                let h = self.new_head(index, resource)?;
+                let r = self.new_request(t, h, mode)?;
+                self.add_granted(r);
+                self.counters.fast_path += 1;
+                return Ok(Step::Granted);
+            }
+        };
         if let Some(r) = self.find_held(t, h) {
             return Ok(self.upgrade(t, h, r, mode));
         }
@@ -456,10 +504,16 @@ impl State {
 
     /// Grants queued requests from the front while they fit (strict FIFO: stop at the first
     /// that does not).
+    #[inline(always)]
     fn grant_waiters(&mut self, h: u32) {
         if self.heads[h].waiting.is_empty() {
             return; // the common case: no clock read on an uncontended release
         }
+        self.grant_queued(h);
+    }
+
+    #[inline(never)]
+    fn grant_queued(&mut self, h: u32) {
         let now = Instant::now();
         while let Some(&r) = self.heads[h].waiting.front() {
             let (mode, upgrade_to) = (self.requests[r].mode, self.requests[r].upgrade_to);
@@ -537,50 +591,101 @@ impl State {
     }
 
     /// Releases one granted request; the record is freed unless a future still refers to it.
+    #[inline(always)]
     fn release_request(&mut self, r: u32, reason: &LockError) {
-        let (t, h, mode) = {
-            let rq = &self.requests[r];
-            assert!(rq.granted, "releasing a request that is not granted");
-            (rq.txn, rq.head, rq.mode)
-        };
-        if self.requests[r].waiting {
-            self.cancel_wait(r, reason.clone(), LockEventKind::Cancelled);
+        let rq = &self.requests[r];
+        assert!(rq.granted, "releasing a request that is not granted");
+        let (t, h, pos) = (rq.txn, rq.head, rq.granted_pos as usize);
+        let (indexed, granted_at) = (rq.indexed, rq.granted_at);
+        if rq.waiting {
+            self.cancel_upgrade(r, reason);
         }
+        // Read after the cancel: a cancelled upgrade keeps its granted mode.
+        let mode = self.requests[r].mode;
         let head = &mut self.heads[h];
-        let pos = self.requests[r].granted_pos as usize;
         assert_eq!(head.granted[pos], r, "granted position out of date");
         head.granted.swap_remove(pos);
-        if let Some(&moved) = head.granted.get(pos) {
+        let moved = head.granted.get(pos).copied();
+        head.counts[mode.index()] -= 1;
+        let idle = head.granted.is_empty() && head.waiting.is_empty();
+        if let Some(moved) = moved {
             self.requests[moved].granted_pos = pos as u32;
         }
-        head.counts[mode.index()] -= 1;
-        if self.requests[r].indexed {
-            let removed = self.held_index.remove(&(t, h));
-            assert_eq!(removed, Some(r), "held index out of date");
-            self.requests[r].indexed = false;
+        if indexed {
+            self.unindex_holder(t, h, r);
         }
         self.counters.granted_now -= 1;
         self.counters.releases += 1;
-        if let Some(at) = self.requests[r].granted_at {
-            self.profiler.record_hold(at.elapsed().as_micros() as u64);
+        if let Some(at) = granted_at {
+            self.record_hold(at);
         }
         let rq = &mut self.requests[r];
         rq.granted = false;
         if rq.has_waiter {
-            // Granted but not yet observed by its future: the future must not report success.
-            if matches!(rq.outcome, Outcome::Granted) {
-                rq.outcome = Outcome::Failed(reason.clone());
-            }
+            Self::fail_unobserved_grant(rq, reason);
         } else {
             self.requests.free(r);
         }
-        self.grant_waiters(h);
-        self.free_head_if_idle(h);
+        if idle {
+            self.free_idle_head(h); // the uncontended case: nobody else holds or waits
+        } else {
+            self.grant_waiters(h);
+            self.free_head_if_idle(h);
+        }
+    }
+
+    /// A granted request with a queued upgrade is released: the upgrade's wait ends first.
+    #[cold]
+    fn cancel_upgrade(&mut self, r: u32, reason: &LockError) {
+        self.cancel_wait(r, reason.clone(), LockEventKind::Cancelled);
+    }
+
+    #[cold]
+    fn unindex_holder(&mut self, t: u32, h: u32, r: u32) {
+        let removed = self.held_index.remove(&(t, h));
+        assert_eq!(removed, Some(r), "held index out of date");
+        self.requests[r].indexed = false;
+    }
+
+    /// One grant in `hold_sample_every` carries its grant time: its hold goes in the histogram.
+    #[inline(never)]
+    fn record_hold(&mut self, granted_at: Instant) {
+        self.profiler
+            .record_hold(granted_at.elapsed().as_micros() as u64);
+    }
+
+    /// Granted but not yet observed by its future: the future must not report success.
+    #[cold]
+    fn fail_unobserved_grant(rq: &mut Request, reason: &LockError) {
+        if matches!(rq.outcome, Outcome::Granted) {
+            rq.outcome = Outcome::Failed(reason.clone());
+        }
     }
 
     /// Releases every lock of `t` (and its queued wait); the record stays unless `forget`.
     pub(crate) fn release_txn(&mut self, t: u32, reason: &LockError, forget: bool) -> usize {
         if let Some(r) = self.txns[t].waiting {
+            self.end_wait_of_releasing_txn(r, reason);
+        }
+        // By index: `release_request` does not touch the transaction's list.
+        let released = self.txns[t].held.len();
+        for i in 0..released {
+            let r = self.txns[t].held[i];
+            self.release_request(r, reason);
+        }
+        let held = &mut self.txns[t].held;
+        assert_eq!(held.len(), released, "held list changed during release");
+        held.clear();
+        if forget {
+            self.forget_txn(t);
+        }
+        released
+    }
+
+    /// The queued wait of a transaction whose locks are being released fails.
+    #[cold]
+    fn end_wait_of_releasing_txn(&mut self, r: u32, reason: &LockError) {
+        {
             let kind = match reason {
                 LockError::Deadlock { .. } => LockEventKind::DeadlockVictim,
                 _ => LockEventKind::Cancelled,
@@ -593,17 +698,6 @@ impl State {
                 self.requests.free(r);
             }
         }
-        let mut held = std::mem::take(&mut self.txns[t].held);
-        let released = held.len();
-        for &r in &held {
-            self.release_request(r, reason);
-        }
-        held.clear();
-        self.txns[t].held = held;
-        if forget {
-            self.forget_txn(t);
-        }
-        released
     }
 
     /// Releases one resource early (not under strict 2PL; for callers such as WATCH).

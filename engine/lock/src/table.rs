@@ -22,7 +22,6 @@ pub(crate) trait TableKey: Copy + Eq {
 
 /// 2^64 / φ, odd: multiplying by it spreads sequential keys over the high bits.
 const FIB: u64 = 0x9e37_79b9_7f4a_7c15;
-const MIX: u64 = 0xff51_afd7_ed55_8ccd;
 
 impl TableKey for TxnId {
     const FILL: Self = TxnId(0);
@@ -45,7 +44,10 @@ impl TableKey for ResourceId {
                 key_hash,
             } => (3, (u64::from(database) << 32) | u64::from(table), key_hash),
         };
-        (inner ^ (outer ^ tag << 62).wrapping_mul(MIX)).wrapping_mul(FIB)
+        // One multiply on the hash's critical path (it is the start of every lookup's
+        // dependency chain): a row's `key_hash` is already mixed (FNV-1a), and the database /
+        // table word only has to move it; the tag keeps the levels apart.
+        (inner ^ outer.rotate_left(29) ^ (tag << 61)).wrapping_mul(FIB)
     }
 }
 
@@ -74,6 +76,8 @@ pub(crate) enum Probe {
 pub(crate) struct SlotTable<K: TableKey> {
     entries: Vec<Entry<K>>,
     len: usize,
+    /// The most keys it holds at load ≤ 2/3 (`entries_for(len_max) <= capacity`).
+    len_max: usize,
     /// 64 − log2(capacity): the hash's high bits index the entries.
     shift: u32,
 }
@@ -85,9 +89,15 @@ impl<K: TableKey> Default for SlotTable<K> {
 }
 
 impl<K: TableKey> SlotTable<K> {
-    /// Room for `len` keys without growing.
-    pub(crate) fn for_len(len: usize) -> Self {
-        Self::with_capacity(entries_for(len))
+    /// Removes every key, keeping the capacity (a detection pass reuses its node index).
+    pub(crate) fn clear(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        for e in &mut self.entries {
+            e.slot = EMPTY;
+        }
+        self.len = 0;
     }
 
     /// Grows now if `additional` more keys would make it more than 2/3 full (one rehash
@@ -110,6 +120,7 @@ impl<K: TableKey> SlotTable<K> {
                 capacity
             ],
             len: 0,
+            len_max: (2 * capacity - 1) / 3,
             shift: 64 - capacity.trailing_zeros(),
         }
     }
@@ -146,9 +157,10 @@ impl<K: TableKey> SlotTable<K> {
     /// more key would make the table more than 2/3 full, so the vacant index stays valid.
     #[inline]
     pub(crate) fn probe(&mut self, key: &K) -> Probe {
-        if entries_for(self.len + 1) > self.entries.len() {
+        if self.len >= self.len_max {
             self.grow();
         }
+        debug_assert!(entries_for(self.len + 1) <= self.entries.len());
         let mask = self.mask();
         let mut i = self.home(key);
         loop {
@@ -164,6 +176,7 @@ impl<K: TableKey> SlotTable<K> {
     }
 
     /// Fills the vacant entry `probe` returned (no other change in between).
+    #[inline]
     pub(crate) fn insert_vacant(&mut self, index: usize, key: K, slot: u32) {
         assert_ne!(slot, EMPTY, "slot value reserved for empty entries");
         let e = &mut self.entries[index];
@@ -192,6 +205,7 @@ impl<K: TableKey> SlotTable<K> {
         }
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, key: &K) -> Option<u32> {
         let mask = self.mask();
         let mut i = self.home(key);
@@ -213,10 +227,10 @@ impl<K: TableKey> SlotTable<K> {
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let e = self.entries[j];
-            if e.slot == EMPTY {
-                break;
+            if self.entries[j].slot == EMPTY {
+                break; // at load ≤ 2/3 usually at once: the run ends after the removed key
             }
+            let e = self.entries[j];
             let home = self.home(&e.key);
             // `e` may fill the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j {

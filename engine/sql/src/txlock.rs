@@ -264,24 +264,33 @@ pub async fn resource_views(
     on_every_shard(handle, move |m| m.resource_view(resource)).await
 }
 
+thread_local! {
+    static DETECT_GRAPH: std::cell::RefCell<mantis_lock::WaitForGraph> =
+        std::cell::RefCell::new(mantis_lock::WaitForGraph::new());
+}
+
 /// A global deadlock pass: gathers every shard's wait-for edges, merges them, picks victims
 /// by shard 0's configured strategy and aborts them on every shard. Shard-local cycles are
 /// also found by each shard's own tick; this finds the cycles that span shards.
 pub async fn detect_global(handle: &EngineHandle) -> Result<mantis_lock::Resolution> {
     let parts = on_every_shard(handle, |m| (m.wait_graph(), m.config())).await?;
-    let mut graph = mantis_lock::WaitForGraph::new();
-    let mut config = None;
-    for (part, cfg) in &parts {
-        graph.add_shard(part);
-        config.get_or_insert_with(|| cfg.clone());
-    }
-    let config = config.unwrap_or_default();
-    let resolution = graph.resolve(
-        config.algorithm,
-        config.adaptive_small_edges_max,
-        config.victim,
-        &config.cost_weights,
-    );
+    let config = parts
+        .first()
+        .map(|(_, cfg)| cfg.clone())
+        .unwrap_or_default();
+    let parts: Vec<mantis_lock::ShardWaitGraph> = parts.into_iter().map(|(p, _)| p).collect();
+    // The pass's graph is kept per thread between passes: its buffers keep their capacity,
+    // so a pass over a big graph allocates nothing (no await while it is borrowed).
+    let resolution = DETECT_GRAPH.with(|graph| {
+        let mut graph = graph.borrow_mut();
+        graph.rebuild(&parts);
+        graph.resolve(
+            config.algorithm,
+            config.adaptive_small_edges_max,
+            config.victim,
+            &config.cost_weights,
+        )
+    });
     if !resolution.victims.is_empty() {
         abort_everywhere(handle, resolution.victims.clone()).await?;
     }
