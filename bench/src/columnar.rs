@@ -213,6 +213,7 @@ fn duckdb(dir: &Path, rows: usize, rounds: usize) -> Option<Vec<f64>> {
     let script = format!(
         "import duckdb, time, json\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          c.execute(\"CREATE TABLE t AS SELECT * FROM read_csv('{}', header=false, columns={{'id':'BIGINT','g':'INTEGER','cat':'VARCHAR','v':'BIGINT','f':'DOUBLE'}})\")\n\
          out = []\n\
          for q in {:?}:\n    best = 1e9\n    for _ in range({}):\n        t = time.perf_counter(); c.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\n    out.append(best * 1e3)\n\
@@ -236,5 +237,8 @@ fn duckdb(dir: &Path, rows: usize, rounds: usize) -> Option<Vec<f64>> {
         );
         return None;
     }
-    serde_json::from_slice(&out.stdout).ok()
+    // The last line: DuckDB draws a progress bar on stdout when a statement takes > 2 s
+    // (loading 10M rows on a busy machine), which made the whole output unparsable.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).ok()
 }
