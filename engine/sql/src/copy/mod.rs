@@ -64,7 +64,8 @@ pub fn is_copy(sql: &str) -> bool {
 /// Parses `COPY table [(cols)] FROM STDIN [WITH (...)]` (also the pre-9.0 option spelling).
 pub fn parse_copy(sql: &str) -> Result<CopySpec> {
     // sqlparser reads pg_dump's inline data after `FROM STDIN;`: give it an empty one.
-    let mut stmts = crate::parser::parse(&format!("{};", sql.trim_end().trim_end_matches(';')))?;
+    // The newline makes it hand back any text after the statement, which is refused below.
+    let mut stmts = crate::parser::parse(&format!("{};\n", sql.trim_end().trim_end_matches(';')))?;
     let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else {
         return Err(SqlError::syntax("COPY must be the only statement"));
     };
@@ -79,7 +80,10 @@ pub fn parse_copy(sql: &str) -> Result<CopySpec> {
     else {
         return Err(SqlError::syntax("not a COPY statement"));
     };
-    if !values.is_empty() {
+    if values
+        .iter()
+        .any(|v| v.as_deref().is_none_or(|t| !t.trim().is_empty()))
+    {
         return Err(SqlError::syntax("COPY must be the only statement"));
     }
     if to {
@@ -441,6 +445,8 @@ mod tests {
         assert!(parse_copy("COPY t TO STDOUT").is_err());
         assert!(parse_copy("COPY t FROM '/etc/passwd'").is_err());
         assert!(parse_copy("COPY t FROM STDIN BINARY").is_err());
+        assert!(parse_copy("COPY t FROM STDIN; SELECT 1").is_err());
+        assert!(parse_copy("COPY t FROM STDIN WITH (FORMAT text, HEADER)").is_err());
         assert!(is_copy("  copy t from stdin") && !is_copy("select 1"));
     }
 }
