@@ -1,5 +1,5 @@
 //! `mantis-bench columnar` (issue 11): loads the same N generated rows into a columnar and a
-//! row table through SQL, merges the columnar delta into chunks, then times a GROUP BY
+//! row table through the bulk row API (the engine side of COPY), merges the columnar delta into chunks, then times a GROUP BY
 //! aggregate and a filtered aggregate on both (best of `--rounds`, alternating tables), and,
 //! when `python3 -c 'import duckdb'` works, the same queries in DuckDB on the same rows.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use mantis_engine::{Engine, EngineConfig};
-use mantis_sql::{Session, SqlEngine, StatementResult};
+use mantis_sql::{Session, SqlEngine, StatementResult, Value};
 
 use crate::error::BenchError;
 
@@ -24,8 +24,8 @@ pub struct ColumnarArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
-    /// Rows of the row table (default: `--rows`); loading it through 5,000-row INSERTs
-    /// takes about 100 s per million rows, so big runs may give it fewer.
+    /// Rows of the row table (default: `--rows`); its queries are slow, so big runs may
+    /// give it fewer.
     #[arg(long)]
     pub row_rows: Option<usize>,
     /// Skip DuckDB even when its Python package is installed.
@@ -33,12 +33,14 @@ pub struct ColumnarArgs {
     pub no_duckdb: bool,
 }
 
-const INSERT_ROWS_MAX: usize = 5_000;
-/// Rows per INSERT into the columnar table: big enough to take the bulk path straight into
-/// chunks, and about 90 % of a full chunk per shard (rows spread over the shards by hash; a
-/// little under full so that a shard's share rarely spills into a second, tiny chunk).
-fn columnar_insert_rows(shards: usize) -> usize {
-    CHUNK_ROWS * shards.max(1) * 9 / 10
+/// Rows per bulk call into the row table (each call is one atomic batch).
+const ROW_COPY_ROWS: usize = 250_000;
+/// Rows per bulk call into the columnar table: rows spread over the shards by hash and each
+/// shard's share is cut into chunks, so 6.9 chunks per shard gives six full chunks and one
+/// 90 % full (a little under full so that a share rarely spills into a tiny extra chunk);
+/// at most `COPY_ROWS_MAX`.
+fn columnar_copy_rows(shards: usize) -> usize {
+    (CHUNK_ROWS * shards.max(1) * 69 / 10).min(mantis_sql::copy::COPY_ROWS_MAX)
 }
 
 /// `mantis_columnar::CHUNK_ROWS_MAX`.
@@ -79,22 +81,26 @@ fn exec(s: &mut Session, q: &str, phase: &'static str) -> Result<Vec<StatementRe
     futures::executor::block_on(s.execute(q)).map_err(sql_err(phase))
 }
 
+/// Loads `rows` generated rows into `table` through the bulk row API (`Session::copy_rows`),
+/// `per` rows per call; the time includes generating the values.
 fn load(s: &mut Session, table: &str, rows: usize, per: usize) -> Result<Duration, BenchError> {
     let t = Instant::now();
     let mut i = 0;
     while i < rows {
         let n = per.min(rows - i);
-        let vals: Vec<String> = (i..i + n)
+        let batch: Vec<Vec<Value>> = (i..i + n)
             .map(|j| {
                 let (id, g, cat, v, f) = row(j);
-                format!("({id},{g},'{cat}',{v},{f})")
+                vec![
+                    Value::Int64(id as i64),
+                    Value::Int32(g as i32),
+                    Value::Text(cat.to_string()),
+                    Value::Int64(v as i64),
+                    Value::Float64(f),
+                ]
             })
             .collect();
-        exec(
-            s,
-            &format!("INSERT INTO {table} VALUES {}", vals.join(",")),
-            "load",
-        )?;
+        futures::executor::block_on(s.copy_rows(table, &[], batch)).map_err(sql_err("load"))?;
         i += n;
     }
     Ok(t.elapsed())
@@ -138,8 +144,8 @@ pub fn run(args: &ColumnarArgs) -> Result<(), BenchError> {
         "create",
     )?;
     let row_rows = args.row_rows.unwrap_or(args.rows);
-    let col_per = columnar_insert_rows(args.shards);
-    let load_row = load(&mut s, "rowt", row_rows, INSERT_ROWS_MAX)?;
+    let col_per = columnar_copy_rows(args.shards);
+    let load_row = load(&mut s, "rowt", row_rows, ROW_COPY_ROWS)?;
     let load_col = load(&mut s, "colt", args.rows, col_per)?;
     let t = Instant::now();
     exec(&mut s, "VACUUM colt", "merge")?;
@@ -149,9 +155,11 @@ pub fn run(args: &ColumnarArgs) -> Result<(), BenchError> {
         args.rows, args.shards
     );
     println!(
-        "load via INSERT: row table {:.1} s ({INSERT_ROWS_MAX} rows each), columnar {:.1} s ({col_per} rows each: bulk path into chunks)",
+        "load via the bulk row API (Session::copy_rows): row table {:.1} s ({ROW_COPY_ROWS} rows per call, {:.0} rows/s), columnar {:.1} s ({col_per} rows per call: chunks directly, {:.0} rows/s)",
         load_row.as_secs_f64(),
-        load_col.as_secs_f64()
+        row_rows as f64 / load_row.as_secs_f64().max(1e-9),
+        load_col.as_secs_f64(),
+        args.rows as f64 / load_col.as_secs_f64().max(1e-9)
     );
     println!(
         "final VACUUM (merge of the remaining delta): {:.2} s",
@@ -205,6 +213,7 @@ fn duckdb(dir: &Path, rows: usize, rounds: usize) -> Option<Vec<f64>> {
     let script = format!(
         "import duckdb, time, json\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          c.execute(\"CREATE TABLE t AS SELECT * FROM read_csv('{}', header=false, columns={{'id':'BIGINT','g':'INTEGER','cat':'VARCHAR','v':'BIGINT','f':'DOUBLE'}})\")\n\
          out = []\n\
          for q in {:?}:\n    best = 1e9\n    for _ in range({}):\n        t = time.perf_counter(); c.execute(q).fetchall(); best = min(best, time.perf_counter() - t)\n    out.append(best * 1e3)\n\
@@ -228,5 +237,8 @@ fn duckdb(dir: &Path, rows: usize, rounds: usize) -> Option<Vec<f64>> {
         );
         return None;
     }
-    serde_json::from_slice(&out.stdout).ok()
+    // The last line: DuckDB draws a progress bar on stdout when a statement takes > 2 s
+    // (loading 10M rows on a busy machine), which made the whole output unparsable.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).ok()
 }

@@ -108,6 +108,29 @@ pub trait SqlBackend {
 
     fn list_tables(&self) -> impl Future<Output = Result<Vec<String>, PgError>>;
 
+    /// Issue 11: starts `COPY ... FROM STDIN` (`sql`); returns the columns each row carries.
+    async fn copy_in_start(&mut self, sql: &str) -> Result<usize, PgError> {
+        let _ = sql;
+        Err(PgError::error(
+            super::error::sqlstate::FEATURE_NOT_SUPPORTED,
+            "COPY is not supported by this backend",
+        ))
+    }
+
+    /// The next CopyData bytes of the running COPY.
+    async fn copy_in_data(&mut self, data: &[u8]) -> Result<(), PgError> {
+        let _ = data;
+        Ok(())
+    }
+
+    /// The end of the data: writes the rows (all or none); returns how many.
+    async fn copy_in_done(&mut self) -> Result<u64, PgError> {
+        Ok(0)
+    }
+
+    /// Drops the running COPY (CopyFail, an error, a protocol violation): nothing is written.
+    fn copy_in_abort(&mut self) {}
+
     fn describe_table(
         &self,
         name: &str,

@@ -98,7 +98,13 @@ pub enum Frontend {
     Terminate,
     /// 'p': a password, SASLInitialResponse or SASLResponse; meaning depends on the auth state.
     Password(Vec<u8>),
-    /// Any other tag (COPY data, function calls, ...): answered with an error.
+    /// 'd': a piece of COPY FROM STDIN data (issue 11).
+    CopyData(Vec<u8>),
+    /// 'c': the end of COPY data.
+    CopyDone,
+    /// 'f': the client aborts the COPY, with its reason.
+    CopyFail(String),
+    /// Any other tag (function calls, ...): answered with an error.
     Unsupported(u8),
 }
 
@@ -247,9 +253,12 @@ fn parse_body(tag: u8, body: &[u8]) -> Result<Frontend, PgError> {
         b'H' => Frontend::Flush,
         b'X' => Frontend::Terminate,
         b'p' => Frontend::Password(body.to_vec()),
+        b'd' => Frontend::CopyData(body.to_vec()),
+        b'c' => Frontend::CopyDone,
+        b'f' => Frontend::CopyFail(r.cstr()?),
         other => return Ok(Frontend::Unsupported(other)),
     };
-    if tag != b'p' && !r.rest().is_empty() {
+    if tag != b'p' && tag != b'd' && !r.rest().is_empty() {
         return Err(PgError::protocol(format!(
             "message '{}' has {} bytes of trailing data",
             char::from(tag),
@@ -497,6 +506,18 @@ pub mod encode {
 
     /// A message with no body: ParseComplete '1', BindComplete '2', CloseComplete '3',
     /// NoData 'n', EmptyQueryResponse 'I', PortalSuspended 's'.
+    /// CopyInResponse (issue 11): text format for the whole copy and each of `columns`.
+    pub fn copy_in_response(out: &mut Vec<u8>, columns: usize) {
+        let at = begin(out, b'G');
+        out.push(0);
+        let n = i16::try_from(columns).unwrap_or(i16::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        for _ in 0..n {
+            out.extend_from_slice(&0i16.to_be_bytes());
+        }
+        end(out, at);
+    }
+
     pub fn empty(out: &mut Vec<u8>, tag: u8) {
         let at = begin(out, tag);
         end(out, at);

@@ -32,6 +32,8 @@ impl From<SqlError> for PgError {
 pub struct MantisBackend {
     engine: SqlEngine,
     session: Session,
+    /// Issue 11: the running COPY FROM STDIN.
+    copy: Option<mantis_sql::copy::CopyIn>,
 }
 
 impl MantisBackend {
@@ -39,6 +41,7 @@ impl MantisBackend {
         MantisBackend {
             engine: engine.clone(),
             session: engine.session(),
+            copy: None,
         }
     }
 }
@@ -104,6 +107,37 @@ fn decode_param(ty: &SqlType, p: &Param) -> Result<Value, PgError> {
 impl SqlBackend for MantisBackend {
     type Value = Value;
     type Prepared = Prepared;
+
+    async fn copy_in_start(&mut self, sql: &str) -> Result<usize, PgError> {
+        let c = self.session.copy_in(sql).await?;
+        let columns = c.columns();
+        self.copy = Some(c);
+        Ok(columns)
+    }
+
+    async fn copy_in_data(&mut self, data: &[u8]) -> Result<(), PgError> {
+        match &mut self.copy {
+            Some(c) => Ok(c.feed(data)?),
+            None => Err(PgError::error(
+                sqlstate::PROTOCOL_VIOLATION,
+                "CopyData without a COPY in progress",
+            )),
+        }
+    }
+
+    async fn copy_in_done(&mut self) -> Result<u64, PgError> {
+        match self.copy.take() {
+            Some(c) => Ok(self.session.copy_in_finish(c).await?),
+            None => Err(PgError::error(
+                sqlstate::PROTOCOL_VIOLATION,
+                "CopyDone without a COPY in progress",
+            )),
+        }
+    }
+
+    fn copy_in_abort(&mut self) {
+        self.copy = None;
+    }
 
     async fn execute(&mut self, sql: &str) -> Result<Vec<Outcome<Value>>, PgError> {
         let results = self.session.execute(sql).await?;

@@ -14,6 +14,10 @@ use super::catalog::{self, Context, Text};
 use super::codec::{self, encode, Decoded, Format, Frontend, Startup, Target};
 use super::error::{sqlstate, PgError, Severity};
 
+/// Issue 11: COPY FROM STDIN (a child module: it drives this session's state).
+#[path = "copy_in.rs"]
+mod copy_in;
+
 /// Prepared statements one connection may hold.
 pub const STATEMENTS_MAX: usize = 1024;
 /// Open portals one connection may hold.
@@ -113,6 +117,8 @@ pub struct Session<B: SqlBackend> {
     failed_transaction: bool,
     /// Encoded answers not yet written to the socket.
     pub out: Vec<u8>,
+    /// Issue 11: a COPY FROM STDIN is receiving data.
+    copy: Option<copy_in::CopyState>,
 }
 
 impl<B: SqlBackend> Session<B> {
@@ -129,6 +135,7 @@ impl<B: SqlBackend> Session<B> {
             skipping: false,
             failed_transaction: false,
             out: Vec::new(),
+            copy: None,
         }
     }
 
@@ -286,12 +293,19 @@ impl<B: SqlBackend> Session<B> {
             }
             return Ok(Flow::Continue);
         }
+        if self.copy.is_some() {
+            return Ok(self.copy_message(message).await);
+        }
         if self.skipping && !matches!(message, Frontend::Sync | Frontend::Terminate) {
             return Ok(Flow::Continue);
         }
         let kind = kind_of(&message);
         let started = Instant::now();
         let result = match message {
+            Frontend::Query(sql) if copy_in::is_copy(&sql) && !self.failed_transaction => {
+                self.copy_start(&sql).await;
+                return Ok(Flow::Continue);
+            }
             Frontend::Query(sql) => {
                 self.simple_query(&sql).await;
                 return Ok(Flow::Continue);
@@ -325,6 +339,8 @@ impl<B: SqlBackend> Session<B> {
                 Ok(())
             }
             Frontend::Flush => Ok(()),
+            // Issue 11: the rest of a COPY that already failed: ignored, as in PostgreSQL.
+            Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail(_) => Ok(()),
             Frontend::Terminate => return Ok(Flow::Close),
             Frontend::Password(_) => Err(PgError::protocol("unexpected password message")),
             Frontend::Unsupported(tag) => {

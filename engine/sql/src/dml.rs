@@ -317,14 +317,14 @@ pub fn index_key(ix: &IndexDef, row: &[Value], row_key: &[u8]) -> (Vec<u8>, Opti
     }
 }
 
-fn pk_key(t: &TableDef, row: &[Value]) -> Vec<u8> {
+pub(crate) fn pk_key(t: &TableDef, row: &[Value]) -> Vec<u8> {
     let pk: Vec<Value> = t.primary_key.iter().map(|c| row[*c].clone()).collect();
     keys::row_key(t.id, &pk)
 }
 
 /// A new hidden row id: microseconds since the epoch times 256 plus the shard, strictly
 /// increasing per thread, so ids from different shards never collide and follow insert order.
-fn new_row_id() -> i64 {
+pub(crate) fn new_row_id() -> i64 {
     use std::cell::Cell;
     thread_local!(static LAST: Cell<i64> = const { Cell::new(0) });
     let tag = mantis_engine::EngineHandle::current_shard().map_or(255, |s| (s % 255) as i64);
@@ -338,7 +338,7 @@ fn new_row_id() -> i64 {
     })
 }
 
-fn fit(t: &TableDef, c: usize, v: Value) -> Result<Value> {
+pub(crate) fn fit(t: &TableDef, c: usize, v: Value) -> Result<Value> {
     let col = &t.columns[c];
     crate::cast::cast(v, &col.ty, false).map_err(|e| {
         if e.sqlstate == "42846" {
@@ -353,7 +353,7 @@ fn fit(t: &TableDef, c: usize, v: Value) -> Result<Value> {
     })
 }
 
-fn check_not_null(t: &TableDef, row: &[Value]) -> Result<()> {
+pub(crate) fn check_not_null(t: &TableDef, row: &[Value]) -> Result<()> {
     for (c, v) in t.columns.iter().zip(row) {
         if !c.nullable && v.is_null() {
             return Err(SqlError::new(
@@ -415,7 +415,7 @@ impl Pending<'_> {
 
     /// Adds a row after checking key and unique-index conflicts. Returns false (and writes
     /// nothing) on a conflict when `soft` is set.
-    async fn add_row(
+    pub(crate) async fn add_row(
         &mut self,
         t: &TableDef,
         key: Vec<u8>,

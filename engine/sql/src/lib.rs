@@ -11,6 +11,7 @@ pub mod binder;
 pub mod cast;
 pub mod catalog;
 pub mod columnar;
+pub mod copy;
 pub mod datetime;
 mod ddl;
 mod dml;

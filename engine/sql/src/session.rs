@@ -104,6 +104,16 @@ impl Session {
         self.locks.release_all();
     }
 
+    /// Issue 11: the engine, for COPY (`crate::copy`).
+    pub(crate) fn sql_engine(&self) -> &SqlEngine {
+        &self.engine
+    }
+
+    /// Issue 11: the session's row locks, for COPY (`crate::copy`).
+    pub(crate) fn row_locks(&self) -> &crate::txlock::TxnLocks {
+        &self.locks
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
     }

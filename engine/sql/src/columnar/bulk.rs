@@ -39,17 +39,49 @@ pub async fn write_chunks(
     if writes.map.len() < BULK_ROWS_MIN || !only_row_puts {
         return Ok(Some(writes));
     }
-    let Some(_guard) = MergeGuard::try_new(t.id)? else {
+    let Some(guard) = MergeGuard::try_new(t.id)? else {
         return Ok(Some(writes));
     };
-    let handle = engine.handle();
-    let mut per_shard: Vec<Vec<(Vec<u8>, Row)>> =
-        (0..handle.shard_count()).map(|_| Vec::new()).collect();
+    let mut rows = Vec::with_capacity(writes.map.len());
     for (k, v) in writes.map {
         let Some(v) = v else {
             return Err(SqlError::internal("bulk insert: a delete among the rows"));
         };
         let row = crate::rowcodec::decode_row(&v, t.columns.len())?;
+        rows.push((k, row));
+    }
+    write_keyed(engine, t, rows, guard).await?;
+    Ok(None)
+}
+
+/// Issue 11 (COPY): writes `rows` (keys new to the table, in key order) of columnar table
+/// `t` as chunks in one atomic batch. Returns them untouched when a merge of the table
+/// holds the guard, so the caller writes them through the delta instead.
+pub async fn write_rows(
+    engine: &SqlEngine,
+    t: &TableDef,
+    rows: Vec<(Vec<u8>, Row)>,
+) -> Result<Option<Vec<(Vec<u8>, Row)>>> {
+    assert!(t.is_columnar());
+    let Some(guard) = MergeGuard::try_new(t.id)? else {
+        return Ok(Some(rows));
+    };
+    write_keyed(engine, t, rows, guard).await?;
+    Ok(None)
+}
+
+/// Splits key-ordered `rows` by owning shard and writes each shard's chunks, all in one
+/// `write_batch`, while `_guard` keeps merges of the table out.
+async fn write_keyed(
+    engine: &SqlEngine,
+    t: &TableDef,
+    rows: Vec<(Vec<u8>, Row)>,
+    _guard: MergeGuard,
+) -> Result<()> {
+    let handle = engine.handle();
+    let mut per_shard: Vec<Vec<(Vec<u8>, Row)>> =
+        (0..handle.shard_count()).map(|_| Vec::new()).collect();
+    for (k, row) in rows {
         per_shard[handle.shard_for(&k)].push((k, row));
     }
     let mut ops = Vec::new();
@@ -57,6 +89,11 @@ pub async fn write_chunks(
         if rows.is_empty() {
             continue;
         }
+        // Chunks record their key range: rows must come in key order.
+        assert!(
+            rows.windows(2).all(|w| w[0].0 < w[1].0),
+            "bulk rows in key order"
+        );
         let shard = u16::try_from(shard).map_err(|_| SqlError::internal("shard id"))?;
         let mut chunk = next_chunk_id(handle, t, shard).await?;
         for part in rows.chunks(CHUNK_ROWS_MAX) {
@@ -68,6 +105,5 @@ pub async fn write_chunks(
     handle
         .write_batch(ops)
         .await
-        .map_err(|e| SqlError::storage("columnar bulk insert", e))?;
-    Ok(None)
+        .map_err(|e| SqlError::storage("columnar bulk insert", e))
 }
