@@ -147,14 +147,9 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
                 ctx.tables.insert(table.id, Rc::new(rows));
             }
             Plan::PkGet { table, key, .. } => {
-                let mut vals = Vec::with_capacity(key.len());
-                for k in key {
-                    vals.push(eval(k, &[], ctx, &[])?);
-                }
                 let mut rows = Vec::new();
-                if !vals.iter().any(Value::is_null) {
-                    let vals = coerce_key(table, &table.primary_key, vals)?;
-                    if let Some(v) = view.get(&keys::row_key(table.id, &vals)).await? {
+                if let Some(row_key) = pk_get_row_key(table, key, ctx)? {
+                    if let Some(v) = view.get(&row_key).await? {
                         rows.push(decode_row(&v, table.columns.len())?);
                     }
                 }
@@ -183,6 +178,26 @@ pub async fn prefetch(plan: &Plan, ctx: &mut Ctx, view: &View<'_>) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The KV key of the row a [`Plan::PkGet`] names, its key expressions evaluated now; `None`
+/// when a key value is NULL (no row has one: nothing to read, nothing to lock). One function
+/// for the read (prefetch), the read lock (isolation) and the write lock (dml), so the three
+/// always name the same key.
+pub(crate) fn pk_get_row_key(
+    table: &TableDef,
+    key: &[BExpr],
+    ctx: &Ctx,
+) -> Result<Option<Vec<u8>>> {
+    let mut vals = Vec::with_capacity(key.len());
+    for k in key {
+        vals.push(eval(k, &[], ctx, &[])?);
+    }
+    if vals.iter().any(Value::is_null) {
+        return Ok(None);
+    }
+    let vals = coerce_key(table, &table.primary_key, vals)?;
+    Ok(Some(keys::row_key(table.id, &vals)))
 }
 
 /// Converts lookup values to the key columns' types, so 1.0 finds an integer key 1 and a

@@ -579,6 +579,18 @@ async fn locked_targets(
     w: &Pending<'_>,
 ) -> Result<Vec<(Vec<u8>, Row)>> {
     let mut locked: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+    // A point target (full primary key) is known before anything is read: lock it first,
+    // then read it once. WHY: reading first, locking what was read, then re-reading it under
+    // the lock cost three messages to the row's shard when it is remote; this costs two. The
+    // lock is the one the loop below would take (same key function), at every isolation level.
+    if let Plan::PkGet { table, key, .. } = access {
+        if table.id == t.id {
+            if let Some(row_key) = crate::access::pk_get_row_key(table, key, ctx)? {
+                w.locks.lock_row(t.id, &row_key, LockMode::X).await?;
+                locked.insert(row_key);
+            }
+        }
+    }
     for _ in 0..LOCK_ROUNDS_MAX {
         ctx.tables.clear();
         ctx.fetched.clear();

@@ -14,14 +14,11 @@ use std::collections::BTreeSet;
 use mantis_lock::LockMode;
 use sqlparser::ast::{TransactionIsolationLevel, TransactionMode};
 
-use crate::access::{access_nodes, coerce_key};
+use crate::access::{access_nodes, pk_get_row_key};
 use crate::error::Result;
-use crate::eval::eval;
 use crate::exec::Ctx;
-use crate::keys;
 use crate::plan::Plan;
 use crate::txlock::TxnLocks;
-use crate::types::Value;
 
 /// The isolation levels offered. PostgreSQL may run a transaction at a stronger level than
 /// asked: REPEATABLE READ runs as SERIALIZABLE, READ UNCOMMITTED as READ COMMITTED.
@@ -113,23 +110,21 @@ fn read_set(plan: &Plan, ctx: &Ctx, write_table: Option<u32>) -> Result<ReadSet>
     let mut set = ReadSet::default();
     for node in nodes {
         match node {
+            // The point target of an UPDATE/DELETE (the access plan's root itself, not a
+            // subquery's lookup in the same table): `dml::locked_targets` locks it X before it
+            // reads it, so locking it here too would only cost a second message to its shard.
+            Plan::PkGet { table, .. }
+                if std::ptr::eq(node, plan) && write_table == Some(table.id) => {}
             Plan::PkGet { table, key, .. } => {
                 let mode = if write_table == Some(table.id) {
                     LockMode::X
                 } else {
                     LockMode::S
                 };
-                let mut vals = Vec::with_capacity(key.len());
-                for k in key {
-                    vals.push(eval(k, &[], ctx, &[])?);
-                }
                 // A NULL key matches no row, and no row can ever have one: nothing to lock.
-                if vals.iter().any(Value::is_null) {
-                    continue;
+                if let Some(row_key) = pk_get_row_key(table, key, ctx)? {
+                    set.rows.insert((table.id, row_key, mode));
                 }
-                let vals = coerce_key(table, &table.primary_key, vals)?;
-                set.rows
-                    .insert((table.id, keys::row_key(table.id, &vals), mode));
             }
             // Collections are not SQL tables: their writes take no SQL locks.
             Plan::Scan { table, .. } if table.is_document() => {}
