@@ -8,10 +8,19 @@ use std::time::Instant;
 
 use mantis_lock::{Acquire, LockConfig, LockManager, LockMode, ResourceId, TxnId};
 
+/// `arg` as a number, `default` when absent, `None` when it is not a number.
+fn number_arg(arg: Option<String>, default: u64) -> Option<u64> {
+    arg.map_or(Some(default), |a| a.parse().ok())
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let txns: u64 = args.next().map_or(400_000, |a| a.parse().unwrap());
-    let per_txn: u64 = args.next().map_or(1, |a| a.parse().unwrap());
+    let (Some(txns), Some(per_txn)) =
+        (number_arg(args.next(), 400_000), number_arg(args.next(), 1))
+    else {
+        eprintln!("usage: fastpath [txns] [locks_per_txn] (both whole numbers)");
+        std::process::exit(2);
+    };
     let m = LockManager::new(LockConfig::default());
     let run = |count: u64| {
         let started = Instant::now();
