@@ -2,7 +2,7 @@
 # pgbench TPC-B-like (issue 9) against mantisd (PG wire protocol) and PostgreSQL 15, in one run,
 # on loopback:
 #
-#   bench/peers/pgbench-tpcb.sh [--scale N] [--secs T] [--mantisd PATH] [--out FILE.md]
+#   bench/peers/pgbench-tpcb.sh [--scale N] [--secs T] [--warmup T] [--mantisd PATH] [--out FILE.md]
 #
 # Servers (each started fresh on its own data dir under /var/tmp, stopped at the end):
 #   mantisd     release build, default config (durable: a write is acknowledged after fdatasync;
@@ -18,6 +18,9 @@
 #                  INSERT INTO history; END  (each server's default isolation level)
 #   tpcb-serial    the same with BEGIN ISOLATION LEVEL SERIALIZABLE (PostgreSQL: SSI, its
 #                  serialization failures 40001 are retried by --max-tries)
+# Before the measured runs each server runs the tpcb script for --warmup seconds (default 10),
+# not measured: right after the load mantisd is still flushing and merging what was loaded
+# (its first run read 381 tps where the second read 753), while PostgreSQL got VACUUM ANALYZE.
 # Prints a Markdown table (tps, mean latency, failed transactions) and writes it to --out.
 # Client and servers share the machine's 2 cores: compare rows of one run.
 set -euo pipefail
@@ -26,6 +29,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 scale=1
 secs=30
+warmup=10
 clients=8
 threads=2
 mantisd="${MANTISD:-$repo/target/release/mantisd}"
@@ -34,9 +38,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale="$2"; shift 2 ;;
     --secs) secs="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
     --mantisd) mantisd="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 [--scale N] [--secs T] [--mantisd PATH] [--out FILE.md]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--scale N] [--secs T] [--warmup T] [--mantisd PATH] [--out FILE.md]" >&2; exit 2 ;;
   esac
 done
 
@@ -104,10 +109,10 @@ SQL
 tpcb_script "BEGIN;" >"$work/tpcb.sql"
 tpcb_script "BEGIN ISOLATION LEVEL SERIALIZABLE;" >"$work/tpcb-serial.sql"
 
-# One pgbench run; prints "tps latency_ms failed".
+# One pgbench run of $4 seconds (default --secs); prints "tps latency_ms failed".
 run() {
-  local port="$1" user="$2" script="$3" log
-  log="$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$secs" --max-tries 10 \
+  local port="$1" user="$2" script="$3" t="${4:-$secs}" log
+  log="$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$t" --max-tries 10 \
     -h 127.0.0.1 -p "$port" -U "$user" -f "$work/$script.sql" "$user" 2>&1)" || {
     echo "pgbench $script on port $port failed:" >&2
     echo "$log" | tail -20 >&2
@@ -137,10 +142,15 @@ start_postgres
 load "$MANTIS_PG_PORT" mantis
 load "$PG_PORT" postgres
 q "$PG_PORT" postgres -c "VACUUM ANALYZE"
+if [ "$warmup" -gt 0 ]; then
+  echo "warming each server up for ${warmup}s (not measured)" >&2
+  run "$MANTIS_PG_PORT" mantis tpcb "$warmup" >/dev/null
+  run "$PG_PORT" postgres tpcb "$warmup" >/dev/null
+fi
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 table="$(
-  echo "pgbench -n -M prepared -c $clients -j $threads -T $secs --max-tries 10, tpcb-like statements as custom scripts, scale $scale; $(date -u +%Y-%m-%dT%H:%M:%SZ); $cpu, $(nproc) CPUs, kernel $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg); $("$pgbin/postgres" --version); commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "pgbench -n -M prepared -c $clients -j $threads -T $secs --max-tries 10 (after ${warmup}s warm-up each), tpcb-like statements as custom scripts, scale $scale; $(date -u +%Y-%m-%dT%H:%M:%SZ); $cpu, $(nproc) CPUs, kernel $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg); $("$pgbin/postgres" --version); commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
   echo "| script | mantisd tps | mantisd mean ms | mantisd failed | postgres15 tps | postgres15 mean ms | postgres15 failed | mantisd / postgres (tps) |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"

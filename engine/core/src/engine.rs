@@ -171,6 +171,42 @@ impl EngineHandle {
         }
     }
 
+    /// Issue 9: puts `f` in shard `shard`'s queue (a remote shard: run `call` in place
+    /// otherwise) and returns, once it is queued, the receiver of its answer. WHY: a shard
+    /// runs its messages in queue order, so whatever anyone queues there after this returns
+    /// (a lock release, a read) runs after `f` has started; the caller need not wait for `f`.
+    pub(crate) async fn enqueue_on<R, F, Fut>(
+        &self,
+        shard: usize,
+        f: F,
+    ) -> Result<oneshot::Receiver<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        assert_ne!(
+            Self::current_shard(),
+            Some(shard),
+            "enqueue_on the calling shard"
+        );
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let r = f(s).await;
+                let _ = tx.send(r);
+            })
+        });
+        self.inner
+            .senders
+            .get(shard)
+            .ok_or_else(|| EngineError::Invalid(format!("no shard {shard}")))?
+            .send_async(Msg::Job(job))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        Ok(rx)
+    }
+
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.get_entry(key).await?.map(|e| e.value))
     }

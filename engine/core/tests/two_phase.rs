@@ -762,3 +762,23 @@ fn decision_durable_and_a_participant_refusing_aborts() {
         }
     }
 }
+
+/// The story: a decided multi-shard batch answered only once every remote participant had
+/// sent back "readable", one more round trip inside every SQL commit's lock hold. Now it
+/// answers once the Commit messages are queued on the participants; whatever is sent there
+/// after the answer (this read, a lock release) queues behind them, so it must see the batch.
+#[test]
+fn a_read_right_after_a_multi_shard_commit_sees_it() {
+    let sim = SimStorage::new(2);
+    let engine = open(&sim_config(&sim, SHARDS));
+    let h = engine.handle();
+    let keys = spread_keys(&h, "r", 4, None);
+    for version in 1..=200 {
+        block_on(h.write_batch(puts(&keys, version))).unwrap();
+        assert_eq!(
+            common_version(&h, &keys, "read after commit"),
+            Some(version)
+        );
+    }
+    engine.shutdown().unwrap();
+}

@@ -338,6 +338,27 @@ pub(crate) fn new_row_id() -> i64 {
     })
 }
 
+/// Tries at most this many hidden row ids for one that lands on the inserting shard.
+const LOCAL_ROW_ID_TRIES_MAX: usize = 64;
+
+/// The key of a new row without a primary key, chosen (among fresh hidden ids) to live on the
+/// inserting session's shard when one of the first tries does. WHY: the new key's X lock and
+/// its write then need no message to another shard (pgbench's history INSERT runs inside the
+/// hold of the hot branch row's lock), and a transaction whose other rows are local stays a
+/// one-shard commit. Any id is as good as another: nobody chooses or sees it, and ids stay
+/// increasing per shard.
+fn local_row_key(t: &TableDef, handle: &mantis_engine::EngineHandle) -> Vec<u8> {
+    let here = mantis_engine::EngineHandle::current_shard();
+    let mut key = keys::row_key(t.id, &[Value::Int64(new_row_id())]);
+    for _ in 1..LOCAL_ROW_ID_TRIES_MAX {
+        if here.is_none() || here == Some(handle.shard_for(&key)) {
+            break;
+        }
+        key = keys::row_key(t.id, &[Value::Int64(new_row_id())]);
+    }
+    key
+}
+
 pub(crate) fn fit(t: &TableDef, c: usize, v: Value) -> Result<Value> {
     let col = &t.columns[c];
     crate::cast::cast(v, &col.ty, false).map_err(|e| {
@@ -516,9 +537,14 @@ pub async fn run_insert(p: &InsertPlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
         full_rows.push(row);
     }
     let mut count = 0u64;
+    // A one-row INSERT inside a transaction keeps a hidden-id row on its own shard; other
+    // inserts spread their rows over the shards, as bulk loads and scans want.
+    let keep_local = w.tx.is_some() && full_rows.len() == 1;
     for row in full_rows {
         let key = if t.has_pk() {
             pk_key(t, &row)
+        } else if keep_local {
+            local_row_key(t, w.handle)
         } else {
             keys::row_key(t.id, &[Value::Int64(new_row_id())])
         };
@@ -586,6 +612,9 @@ async fn locked_targets(
     if let Plan::PkGet { table, key, .. } = access {
         if table.id == t.id {
             if let Some(row_key) = crate::access::pk_get_row_key(table, key, ctx)? {
+                if only_node(access) {
+                    return point_target(access, t, row_key, ctx, w).await;
+                }
                 w.locks.lock_row(t.id, &row_key, LockMode::X).await?;
                 locked.insert(row_key);
             }
@@ -621,6 +650,42 @@ async fn locked_targets(
             t.name
         ),
     ))
+}
+
+/// Whether `access` reads nothing but itself (no subquery in its filter).
+fn only_node(access: &Plan) -> bool {
+    let mut nodes = Vec::new();
+    crate::access::access_nodes(access, &mut nodes);
+    nodes.len() == 1
+}
+
+/// The target of an UPDATE/DELETE whose access plan is a lone primary-key lookup of `row_key`:
+/// locked X and read under the lock in one message to its shard (`TxnLocks::lock_row_get`),
+/// or read from the transaction's own writes, which no one else can change.
+async fn point_target(
+    access: &Plan,
+    t: &TableDef,
+    row_key: Vec<u8>,
+    ctx: &mut Ctx,
+    w: &Pending<'_>,
+) -> Result<Vec<(Vec<u8>, Row)>> {
+    let own = w.tx.and_then(|tx| tx.map.get(&row_key));
+    let value = match own {
+        Some(v) => {
+            w.locks.lock_row(t.id, &row_key, LockMode::X).await?;
+            v.clone()
+        }
+        None => w.locks.lock_row_get(t.id, &row_key, LockMode::X).await?,
+    };
+    let rows = match value {
+        Some(v) => vec![crate::rowcodec::decode_row(&v, t.columns.len())?],
+        None => Vec::new(),
+    };
+    ctx.tables.clear();
+    ctx.fetched.clear();
+    ctx.fetched
+        .insert(access as *const Plan as usize, Rc::new(rows));
+    target_rows(access, t, ctx)
 }
 
 /// The (key, row) pairs an UPDATE/DELETE's access plan selects.

@@ -476,20 +476,19 @@ impl Session {
                 let tx = self.tx.take();
                 let failed = std::mem::replace(&mut self.failed, false);
                 let r = match tx {
-                    Some(w) if !failed => {
-                        if !w.is_empty() {
-                            self.engine
-                                .handle()
-                                .write_batch(w.into_batch())
-                                .await
-                                .map_err(|e| SqlError::storage("commit", e))?;
-                        }
-                        Ok(tag("COMMIT"))
-                    }
+                    Some(w) if !failed && !w.is_empty() => self
+                        .engine
+                        .handle()
+                        .write_batch(w.into_batch())
+                        .await
+                        .map(|()| tag("COMMIT"))
+                        .map_err(|e| SqlError::storage("commit", e)),
+                    Some(_) if !failed => Ok(tag("COMMIT")),
                     Some(_) => Ok(tag("ROLLBACK")),
                     None => Ok(tag("COMMIT")),
                 };
-                // Strict 2PL: locks go only once the writes are applied (or dropped).
+                // Strict 2PL: locks go only once the writes are applied (or dropped), and go
+                // after a failed commit too: the transaction is over either way.
                 self.locks.release_all();
                 r
             }

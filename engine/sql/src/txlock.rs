@@ -5,7 +5,7 @@
 //! concurrent `UPDATE t SET v = v + 1` from losing an increment.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mantis_engine::EngineHandle;
@@ -84,6 +84,13 @@ fn to_sql(e: LockError) -> SqlError {
     SqlError::new(e.sqlstate(), e.to_string())
 }
 
+fn lost(shard: usize) -> SqlError {
+    SqlError::new(
+        state::INTERNAL_ERROR,
+        format!("lock request to shard {shard} lost"),
+    )
+}
+
 /// Locks `resource` and its ancestors on this shard; true when any of them had to wait.
 async fn lock_here(
     txn: TxnId,
@@ -111,11 +118,32 @@ async fn lock_here(
     Ok(waited)
 }
 
+/// Locks a transaction remembers holding (shard, resource → strongest mode granted), so that
+/// asking again for what it holds costs no message to the resource's shard. Past this many the
+/// rest are simply not remembered: asking again then goes to the lock manager, which grants a
+/// held mode at once, so the limit bounds memory and changes no answer.
+const HELD_REMEMBERED_MAX: usize = 4096;
+
+/// What a lock-and-read on a row's shard sends back: whether the lock waited and the row's
+/// value, or why either failed.
+type LockedRead = std::result::Result<
+    (
+        bool,
+        std::result::Result<Option<Vec<u8>>, mantis_engine::EngineError>,
+    ),
+    LockError,
+>;
+
 /// The locks of one session's current transaction, on whichever shards they live.
 pub struct TxnLocks {
     handle: EngineHandle,
     txn: Cell<Option<(TxnId, u64)>>,
     shards: RefCell<BTreeSet<usize>>,
+    /// WHY: pgbench's `SELECT abalance` re-reads a row its UPDATE locked X; under SERIALIZABLE
+    /// that asks for S, which X covers. Cleared with the locks in `release_all`; a deadlock
+    /// victim's locks go on the shards at once, but its statement fails and so does its
+    /// transaction (`Session::fail_transaction` releases), so nothing trusts a stale entry.
+    held: RefCell<HashMap<(usize, ResourceId), LockMode>>,
 }
 
 impl TxnLocks {
@@ -124,6 +152,7 @@ impl TxnLocks {
             handle,
             txn: Cell::new(None),
             shards: RefCell::new(BTreeSet::new()),
+            held: RefCell::new(HashMap::new()),
         }
     }
 
@@ -173,28 +202,86 @@ impl TxnLocks {
         Ok(waited)
     }
 
+    /// Whether the transaction already holds `resource` on `shard` in a mode covering `mode`.
+    fn holds(&self, shard: usize, resource: ResourceId, mode: LockMode) -> bool {
+        self.held
+            .borrow()
+            .get(&(shard, resource))
+            .is_some_and(|held| held.covers(mode))
+    }
+
+    /// Remembers a granted lock (see `held`).
+    fn note_held(&self, shard: usize, resource: ResourceId, mode: LockMode) {
+        let mut held = self.held.borrow_mut();
+        if let Some(m) = held.get_mut(&(shard, resource)) {
+            *m = m.supremum(mode);
+        } else if held.len() < HELD_REMEMBERED_MAX {
+            held.insert((shard, resource), mode);
+        }
+    }
+
     /// Locks `resource` (and its ancestors in intention mode) on `shard`'s lock manager.
     async fn lock_on(&self, shard: usize, resource: ResourceId, mode: LockMode) -> Result<bool> {
+        if self.holds(shard, resource, mode) {
+            return Ok(false);
+        }
         let (txn, start_seq) = self.txn();
         self.shards.borrow_mut().insert(shard);
-        if EngineHandle::current_shard() == Some(shard) {
-            return lock_here(txn, start_seq, resource, mode)
+        let waited = if EngineHandle::current_shard() == Some(shard) {
+            lock_here(txn, start_seq, resource, mode)
                 .await
-                .map_err(to_sql);
+                .map_err(to_sql)?
+        } else {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            self.handle
+                .spawn_on(shard, move || async move {
+                    let _ = tx.send(lock_here(txn, start_seq, resource, mode).await);
+                })
+                .map_err(|e| SqlError::storage("lock", e))?;
+            match rx.await {
+                Ok(r) => r.map_err(to_sql)?,
+                Err(_) => return Err(lost(shard)),
+            }
+        };
+        self.note_held(shard, resource, mode);
+        Ok(waited)
+    }
+
+    /// Locks the row with KV key `key` of table `table` in `mode`, as `lock_row`, and reads
+    /// the row's committed value under that lock, in one message to the row's shard.
+    /// WHY: locking then reading cost two round trips to a remote row's shard, both inside
+    /// the lock hold of a hot row (pgbench's branch). The value is read after the grant, so
+    /// no writer can change it before this transaction ends: no re-read is needed.
+    pub async fn lock_row_get(
+        &self,
+        table: u32,
+        key: &[u8],
+        mode: LockMode,
+    ) -> Result<Option<Vec<u8>>> {
+        let resource = ResourceId::row(DATABASE_ID, table, key);
+        let shard = self.handle.shard_for(key);
+        let read_err = |e| SqlError::storage("get", e);
+        if self.holds(shard, resource, mode) || EngineHandle::current_shard() == Some(shard) {
+            self.lock_on(shard, resource, mode).await?;
+            return self.handle.get(key).await.map_err(read_err);
         }
-        let (tx, rx) = futures::channel::oneshot::channel();
+        let (txn, start_seq) = self.txn();
+        self.shards.borrow_mut().insert(shard);
+        let (tx, rx) = futures::channel::oneshot::channel::<LockedRead>();
+        let handle = self.handle.clone();
+        let key = key.to_vec();
         self.handle
             .spawn_on(shard, move || async move {
-                let _ = tx.send(lock_here(txn, start_seq, resource, mode).await);
+                let r = match lock_here(txn, start_seq, resource, mode).await {
+                    Ok(waited) => Ok((waited, handle.get(&key).await)),
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(r);
             })
             .map_err(|e| SqlError::storage("lock", e))?;
-        match rx.await {
-            Ok(r) => r.map_err(to_sql),
-            Err(_) => Err(SqlError::new(
-                state::INTERNAL_ERROR,
-                format!("lock request to shard {shard} lost"),
-            )),
-        }
+        let (_, value) = rx.await.map_err(|_| lost(shard))?.map_err(to_sql)?;
+        self.note_held(shard, resource, mode);
+        value.map_err(read_err)
     }
 
     /// Releases every lock of the transaction (COMMIT, ROLLBACK, end of an autocommit
@@ -204,6 +291,7 @@ impl TxnLocks {
         let Some((txn, _)) = self.txn.take() else {
             return;
         };
+        self.held.borrow_mut().clear();
         let shards = std::mem::take(&mut *self.shards.borrow_mut());
         for shard in shards {
             if EngineHandle::current_shard() == Some(shard) {

@@ -298,10 +298,14 @@ async fn end_durable_on(handle: &EngineHandle, txn: u64, participants: &[usize])
     }
 }
 
-/// The decided txn's Commit phase when nobody stops it: returns once every participant made
-/// the writes readable, and leaves the Commit records and the End to a task of its own.
+/// The decided txn's Commit phase when nobody stops it: returns once every participant's
+/// Commit is under way where later requests cannot overtake it (the coordinator's own writes
+/// readable, a remote participant's Commit message queued), and leaves the Commit records and
+/// the End to a task of its own.
 /// WHY: the caller (a SQL COMMIT) releases its row locks when `write_batch` returns; the
-/// Commit records' fdatasync need not be inside that hold (twopc/visible.rs).
+/// Commit records' fdatasync need not be inside that hold (twopc/visible.rs). Nor need the
+/// round trip to a remote participant: the releases (and any later read) are queued on that
+/// shard behind the Commit message, whose first step makes the writes readable.
 async fn commit_answering_early(
     handle: &EngineHandle,
     coord: &Rc<Shard>,
@@ -310,15 +314,36 @@ async fn commit_answering_early(
     decision_lsn: u64,
     participants: Vec<usize>,
 ) {
-    let mut visibles = Vec::with_capacity(participants.len());
-    let commits: Vec<_> = participants
-        .iter()
-        .map(|&shard| {
-            let (tx, rx) = futures::channel::oneshot::channel();
-            visibles.push((shard, rx));
-            commit_on(handle.clone(), shard, txn, committed_at_ms, Some(tx))
-        })
-        .collect();
+    let mut own_visible = None;
+    let mut commits: Vec<CommitFuture> = Vec::with_capacity(participants.len());
+    for &shard in &participants {
+        // The participant tells `visible` when its writes are readable; only the
+        // coordinator's own is awaited (it costs no message).
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if shard == coord.id {
+            own_visible = Some(rx);
+            commits.push(Box::pin(commit_on(
+                handle.clone(),
+                shard,
+                txn,
+                committed_at_ms,
+                Some(tx),
+            )));
+            continue;
+        }
+        let queued = handle
+            .enqueue_on(shard, move |s| async move {
+                s.tpc_commit(txn, committed_at_ms, Some(tx)).await
+            })
+            .await;
+        commits.push(Box::pin(async move {
+            let r = match queued {
+                Ok(answer) => answer.await.unwrap_or(Err(EngineError::ShuttingDown)),
+                Err(e) => Err(e),
+            };
+            (shard, r)
+        }));
+    }
     let end_shard = coord.clone();
     let end_handle = handle.clone();
     let told = participants.clone();
@@ -334,17 +359,20 @@ async fn commit_answering_early(
         end_durable_on(&end_handle, txn, &told).await;
     })
     .detach();
-    for (shard, rx) in visibles {
+    if let Some(rx) = own_visible {
         if rx.await.is_err() {
-            // Committed all the same (the Decision is durable): recovery applies it there.
+            // Committed all the same (the Decision is durable): recovery applies it here.
             tracing::error!(
                 txn,
-                shard,
-                "participant could not make a decided commit readable"
+                shard = coord.id,
+                "coordinator could not make a decided commit readable"
             );
         }
     }
 }
+
+/// One participant's Commit, answering (shard, result).
+type CommitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<()>)>>>;
 
 /// Tells `shard` to commit `txn`; `visible` is told once its writes are readable.
 async fn commit_on(
