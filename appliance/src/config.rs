@@ -202,6 +202,11 @@ pub struct Cli {
     /// their Decision before it gives up with an error, in milliseconds; at least 1. [default: 30000]
     #[arg(long, env = "MANTIS_CHECKPOINT_BARRIER_TIMEOUT_MS", value_name = "MS")]
     pub checkpoint_barrier_timeout_ms: Option<u64>,
+    /// Issue 9: how long an idle shard keeps polling for work before it sleeps, in
+    /// microseconds; 0 sleeps at once (for a host whose CPUs mantisd shares). At most
+    /// 10000. [default: 0]
+    #[arg(long, env = "MANTIS_IDLE_POLL_US", value_name = "US")]
+    pub idle_poll_us: Option<u64>,
     /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
     #[command(flatten)]
     pub storage: crate::integrity_config::StorageFlags,
@@ -247,6 +252,8 @@ pub struct FileConfig {
     pub multi_queued_commands_max: Option<usize>,
     /// Issue 10: see the flag.
     pub checkpoint_barrier_timeout_ms: Option<u64>,
+    /// Issue 9: see the flag.
+    pub idle_poll_us: Option<u64>,
     /// `[monitor]`: metrics, audit trail, alert rules and channels (issue 8).
     #[serde(default)]
     pub monitor: crate::monitoring::MonitorConfig,
@@ -315,6 +322,8 @@ pub struct Config {
     pub locks: mantis_lock::LockConfig,
     /// Issue 10: bound of a checkpoint's wait for decided two-phase commits, at least 1 ms.
     pub checkpoint_barrier_timeout_ms: u64,
+    /// Issue 9: idle-poll time of every shard executor, at most `IDLE_POLL_US_MAX`.
+    pub idle_poll_us: u64,
 }
 
 pub const RESP_ADDR_DEFAULT: &str = "127.0.0.1:6380";
@@ -327,6 +336,10 @@ pub const PG_ADDR_DEFAULT: &str = "127.0.0.1:5433";
 pub const MULTI_QUEUED_COMMANDS_MAX_DEFAULT: usize = 10_000;
 /// Issue 10: the engine's own default (`EngineConfig::checkpoint_barrier_timeout_ms`).
 pub const CHECKPOINT_BARRIER_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Issue 9: mantisd's idle-poll time unless configured (docs/benchmarks.md, TPC-B).
+pub const IDLE_POLL_US_DEFAULT: u64 = 200;
+/// Issue 9: longer polls only burn CPU: a wake-up through the kernel costs far less.
+pub const IDLE_POLL_US_MAX: u64 = 10_000;
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
 /// hyper refuses buffers below 8 KiB; 16 KiB fits any sane request head.
 pub const HTTP_HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
@@ -475,6 +488,19 @@ impl Config {
                     })
                 }
                 ms => ms,
+            },
+            idle_poll_us: match cli
+                .idle_poll_us
+                .or(file.idle_poll_us)
+                .unwrap_or(IDLE_POLL_US_DEFAULT)
+            {
+                us if us > IDLE_POLL_US_MAX => {
+                    return Err(ConfigError::Invalid {
+                        option: "idle_poll_us",
+                        reason: format!("{us} is more than {IDLE_POLL_US_MAX} (microseconds)"),
+                    })
+                }
+                us => us,
             },
         };
         let mut config = config;
@@ -649,6 +675,28 @@ mod tests {
             err,
             ConfigError::Invalid {
                 option: "checkpoint_barrier_timeout_ms",
+                ..
+            }
+        ));
+    }
+
+    /// Issue 9: the shards' idle-poll time, from the file or a flag, bounded.
+    #[test]
+    fn idle_poll_from_file_flag_and_bound() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.idle_poll_us, IDLE_POLL_US_DEFAULT);
+        let file: FileConfig = toml::from_str("idle_poll_us = 150\n").unwrap();
+        let c = Config::resolve(Cli::default(), file).unwrap();
+        assert_eq!(c.idle_poll_us, 150);
+        let file: FileConfig = toml::from_str("idle_poll_us = 150\n").unwrap();
+        let c = Config::resolve(cli(&["--idle-poll-us", "0"]), file).unwrap();
+        assert_eq!(c.idle_poll_us, 0);
+        let err =
+            Config::resolve(cli(&["--idle-poll-us", "10001"]), FileConfig::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                option: "idle_poll_us",
                 ..
             }
         ));

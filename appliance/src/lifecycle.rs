@@ -104,6 +104,8 @@ fn engine_config(c: &Config) -> EngineConfig {
         },
         // Issue 10.
         checkpoint_barrier_timeout_ms: c.checkpoint_barrier_timeout_ms,
+        // Issue 9.
+        idle_poll_us: c.idle_poll_us,
         ..EngineConfig::default()
     }
 }

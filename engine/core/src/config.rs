@@ -8,6 +8,9 @@ use mantis_table::{CachePolicy, Codec, KeyspaceCodec};
 /// The largest expiry we accept: 9999-12-31T23:59:59.999Z, in unix milliseconds.
 pub const EXPIRES_AT_MS_MAX: u64 = 253_402_300_799_999;
 
+/// Default of [`EngineConfig::idle_poll_us`].
+pub const IDLE_POLL_US_DEFAULT: u64 = 0;
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
@@ -49,6 +52,14 @@ pub struct EngineConfig {
     /// past their Decision to finish committing before it fails (a participant that never
     /// answers must not hold the cut, and every new Decision behind it, forever).
     pub checkpoint_barrier_timeout_ms: u64,
+    /// How long a shard's executor keeps polling for work before it parks (Seastar's
+    /// idle-poll time), in microseconds; 0 parks at once. WHY: a parked executor is woken by
+    /// another thread through an eventfd and a context switch, and it issues a process-wide
+    /// memory barrier (IPIs to every CPU running a thread of the process) each time it goes
+    /// to sleep; a transaction crosses shards several times inside a hot row's lock hold.
+    /// Polling burns the idle CPU instead: set 0 where mantisd shares its CPUs with others.
+    /// Glommio polls only executors bound to a CPU: without `pin_cpus` this does nothing.
+    pub idle_poll_us: u64,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +84,7 @@ impl Default for EngineConfig {
             cold: crate::cold::ColdConfig::default(),
             sim_storage: None,
             checkpoint_barrier_timeout_ms: 30_000,
+            idle_poll_us: IDLE_POLL_US_DEFAULT,
         }
     }
 }

@@ -663,6 +663,10 @@ impl Engine {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
             let cfg = cfg.clone();
             let builder = mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus);
+            let builder = match cfg.idle_poll_us {
+                0 => builder,
+                us => builder.spin_before_park(Duration::from_micros(us)),
+            };
             let spawned = builder.spawn(move || async move {
                 let _exit_notice = exit_notice;
                 shard_main(id, cfg, rx, ready_tx).await

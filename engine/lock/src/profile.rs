@@ -87,20 +87,25 @@ pub(crate) struct Profiler {
     pub(crate) hold_us: Histogram<u64>,
 }
 
+/// Longest wait or hold the histograms tell apart, in microseconds (one hour); longer ones
+/// count as this long.
+pub const LOCK_TIME_US_MAX: u64 = 3_600_000_000;
+
+/// A wait/hold histogram over 1 µs ..= `LOCK_TIME_US_MAX`, two significant figures: its size is
+/// fixed up front (a few KiB).
+/// The story: it was `Histogram::new(2)` with auto-resize, whose range starts at 1..=2, and
+/// `saturating_record` clamps instead of resizing: every hold read as 2 µs and no wait as
+/// longer than 255 µs, while the same waits summed to milliseconds per resource.
 fn histogram() -> Histogram<u64> {
-    // Two significant figures and auto-resize: a fixed few KiB, values never rejected.
-    let mut h = Histogram::new(2).unwrap_or_else(|_| unreachable_histogram());
-    h.auto(true);
-    h
+    match Histogram::new_with_bounds(1, LOCK_TIME_US_MAX, 2) {
+        Ok(h) => h,
+        Err(e) => unreachable_histogram(e),
+    }
 }
 
 #[cold]
-fn unreachable_histogram() -> Histogram<u64> {
-    // `Histogram::new(2)` only fails for sigfig > 5; keep a bounded fallback anyway.
-    match Histogram::new_with_max(u64::MAX / 2, 2) {
-        Ok(h) => h,
-        Err(e) => panic!("hdrhistogram refused a 2-significant-figure histogram: {e}"),
-    }
+fn unreachable_histogram(e: hdrhistogram::CreationError) -> Histogram<u64> {
+    panic!("hdrhistogram refused 1..={LOCK_TIME_US_MAX} at 2 significant figures: {e}")
 }
 
 impl Profiler {

@@ -377,3 +377,32 @@ fn hold_times_are_sampled_but_every_event_is_counted() {
         assert_eq!(m.records_in_use(), (0, 0, 0));
     }
 }
+
+/// The story: the wait and hold histograms were created with auto-resize from a range of
+/// 1..=2 µs and fed with `saturating_record`, which clamps instead of resizing: every hold
+/// read 2 µs and no wait more than 255 µs on a TPC-B run whose per-resource waits summed to
+/// milliseconds. A hold and a wait of at least 5 ms must read at least that.
+#[test]
+fn long_holds_and_waits_are_not_clamped_in_the_histograms() {
+    let m = LockManager::new(LockConfig {
+        hold_sample_every: 1,
+        ..LockConfig::default()
+    });
+    let long = Duration::from_millis(5);
+    grant(&m, 1, row(1), X);
+    let mut w = queue(&m, 2, row(1), X);
+    std::thread::sleep(long); // the measured quantity itself, not a wait for an event
+    m.end_txn(t(1));
+    assert_granted(&mut w);
+    m.end_txn(t(2));
+    let s = m.stats();
+    let long_us = long.as_micros() as u64;
+    assert!(s.hold_us.max >= long_us, "hold max {} µs", s.hold_us.max);
+    assert!(s.wait_us.max >= long_us, "wait max {} µs", s.wait_us.max);
+    assert!(
+        s.wait_us.max <= s.hotspots[0].wait_max_us.max(1) * 101 / 100 + 1,
+        "histogram {} µs vs the resource's own {} µs",
+        s.wait_us.max,
+        s.hotspots[0].wait_max_us
+    );
+}
