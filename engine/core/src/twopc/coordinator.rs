@@ -253,14 +253,34 @@ async fn settle(
                 ))),
             }
         }
-        (Decided::Durable(lsn, _), Some(u)) => match coord.tpc_void(txn, lsn).await {
-            Ok(_) => {
-                abort_all(handle, txn, &prepared).await;
-                Err(u)
-            }
-            Err(e) => Err(in_doubt(coord, txn, "void of the Decision failed", e)),
-        },
+        (Decided::Durable(lsn, _), Some(u)) => {
+            coord
+                .tpc
+                .pass_hold(super::TpcHoldPoint::BeforeVoid, txn)
+                .await;
+            void_or_in_doubt(handle, coord, txn, lsn, &prepared, u).await
+        }
         (Decided::Unknown(e), _) => Err(in_doubt(coord, txn, "Decision sync failed", e)),
+    }
+}
+
+/// A participant's Prepare may be on disk although its sync failed, while the Decision is
+/// durable: recovery would commit if it found every Prepare. Void the Decision (synced) and
+/// abort; if the void's own sync fails the outcome is in doubt and the restart decides.
+async fn void_or_in_doubt(
+    handle: &EngineHandle,
+    coord: &Rc<Shard>,
+    txn: u64,
+    lsn: u64,
+    prepared: &[usize],
+    u: EngineError,
+) -> Result<(u64, u64)> {
+    match coord.tpc_void(txn, lsn).await {
+        Ok(_) => {
+            abort_all(handle, txn, prepared).await;
+            Err(u)
+        }
+        Err(e) => Err(in_doubt(coord, txn, "void of the Decision failed", e)),
     }
 }
 

@@ -18,6 +18,9 @@ pub enum TpcHoldPoint {
     /// As participant: told to commit a decided transaction, it does not answer (the
     /// coordinator holds its cut-gate pass meanwhile).
     BeforeCommit,
+    /// As coordinator: its Decision is durable but a participant's Prepare sync failed (it
+    /// may be on disk), and it is about to void the Decision (issue 9, parallel commit).
+    BeforeVoid,
 }
 
 /// The shard's side of an armed hold.
