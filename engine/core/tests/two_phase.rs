@@ -824,7 +824,10 @@ fn failed_void_leaves_the_batch_in_doubt_and_the_restart_all_or_nothing() {
         assert!(err.is_read_only(), "seed {seed}: unexpected error {err}");
         assert_eq!(common_version(&h, &keys, "in doubt"), Some(1));
         let prepared = block_on(h.tpc_counters()).unwrap()[1][3];
-        assert_eq!(prepared, 1, "seed {seed}: shard 1 no longer in doubt ({err})");
+        assert_eq!(
+            prepared, 1,
+            "seed {seed}: shard 1 no longer in doubt ({err})"
+        );
         engine.abandon();
         sim.set_faults(SimFaults::default());
         sim.crash();

@@ -227,13 +227,7 @@ fn a_point_update_locks_its_row_once_at_every_level() {
         let mut a = sql.session();
         run(&mut a, "CREATE TABLE t (k INT PRIMARY KEY, v INT)");
         run(&mut a, "INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)");
-        let reentrant = || {
-            block_on(mantis_sql::txlock::lock_stats(&handle))
-                .unwrap()
-                .iter()
-                .map(|s| s.reentrant_total)
-                .sum::<u64>()
-        };
+        let reentrant = || reentrant_requests(&handle);
         for level in ["SERIALIZABLE", "READ COMMITTED"] {
             for k in 1..=3 {
                 let before = reentrant();
@@ -269,13 +263,7 @@ fn a_transaction_asks_for_a_lock_it_holds_only_once() {
         let mut a = sql.session();
         run(&mut a, "CREATE TABLE t (k INT PRIMARY KEY, v INT)");
         run(&mut a, "INSERT INTO t VALUES (1, 0), (2, 0)");
-        let reentrant = || {
-            block_on(mantis_sql::txlock::lock_stats(&handle))
-                .unwrap()
-                .iter()
-                .map(|s| s.reentrant_total)
-                .sum::<u64>()
-        };
+        let reentrant = || reentrant_requests(&handle);
         let before = reentrant();
         run(&mut a, "BEGIN ISOLATION LEVEL SERIALIZABLE");
         run(&mut a, "UPDATE t SET v = v + 1 WHERE k = 1");
@@ -293,4 +281,13 @@ fn a_transaction_asks_for_a_lock_it_holds_only_once() {
             vec![vec!["12"]]
         );
     }
+}
+
+/// Lock requests, on every shard, for something the transaction already held.
+fn reentrant_requests(handle: &mantis_engine::EngineHandle) -> u64 {
+    block_on(mantis_sql::txlock::lock_stats(handle))
+        .unwrap()
+        .iter()
+        .map(|s| s.reentrant_total)
+        .sum()
 }
