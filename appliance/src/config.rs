@@ -204,7 +204,7 @@ pub struct Cli {
     pub checkpoint_barrier_timeout_ms: Option<u64>,
     /// Issue 9: how long an idle shard keeps polling for work before it sleeps, in
     /// microseconds; 0 sleeps at once (for a host whose CPUs mantisd shares). At most
-    /// 10000. [default: 0]
+    /// 10000; needs pin_cpus. [default: 200]
     #[arg(long, env = "MANTIS_IDLE_POLL_US", value_name = "US")]
     pub idle_poll_us: Option<u64>,
     /// Issue 7: `[scrub]`, `[cold]` and per-keyspace codec flags.
