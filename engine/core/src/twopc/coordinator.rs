@@ -95,9 +95,9 @@ pub(crate) async fn coordinate(
             committed_at_ms,
             decision_lsn,
             participants,
+            pass,
         )
         .await;
-        drop(pass);
         return Ok(());
     }
     let commit_count = match stop {
@@ -333,12 +333,14 @@ async fn commit_answering_early(
     committed_at_ms: u64,
     decision_lsn: u64,
     participants: Vec<usize>,
+    pass: Option<crate::checkpoint::barrier::CommitPass>,
 ) {
     let mut own_visible = None;
+    let mut remote_visible = Vec::with_capacity(participants.len());
     let mut commits: Vec<CommitFuture> = Vec::with_capacity(participants.len());
     for &shard in &participants {
-        // The participant tells `visible` when its writes are readable; only the
-        // coordinator's own is awaited (it costs no message).
+        // The participant tells `visible` when its writes are readable; the client's answer
+        // waits only for the coordinator's own (it costs no message).
         let (tx, rx) = futures::channel::oneshot::channel();
         if shard == coord.id {
             own_visible = Some(rx);
@@ -351,6 +353,7 @@ async fn commit_answering_early(
             )));
             continue;
         }
+        remote_visible.push(rx);
         let queued = handle
             .enqueue_on(shard, move |s| async move {
                 s.tpc_commit(txn, committed_at_ms, Some(tx)).await
@@ -364,6 +367,18 @@ async fn commit_answering_early(
             (shard, r)
         }));
     }
+    // WHY the cut-gate pass outlives the answer: a checkpoint may cut only once every
+    // participant has the writes at least in its decided overlay (the cut then waits for them
+    // to reach the memtable). A cut job queued on a participant behind its Commit would be
+    // safe anyway, but the barrier cuts shard 0 in place, which nothing orders after a Commit
+    // message still in shard 0's queue: so the pass goes when every participant said so.
+    glommio::spawn_local(async move {
+        for rx in remote_visible {
+            let _ = rx.await; // a participant that failed is logged by the Commit's task
+        }
+        drop(pass);
+    })
+    .detach();
     let end_shard = coord.clone();
     let end_handle = handle.clone();
     let told = participants.clone();
