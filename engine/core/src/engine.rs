@@ -148,17 +148,7 @@ impl EngineHandle {
                 return Ok(f(local).await);
             }
         }
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |s| {
-            Box::pin(async move {
-                let r = f(s).await;
-                let _ = tx.send(r);
-            })
-        });
-        self.inner.senders[shard]
-            .send_async(Msg::Job(job))
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
+        let rx = self.enqueue_on(shard, f).await?;
         let exit = &self.inner.exited[shard];
         // Listen before looking at the flag: an exit between the two still wakes us.
         let exited = exit.event.listen();
@@ -171,8 +161,8 @@ impl EngineHandle {
         }
     }
 
-    /// Issue 9: puts `f` in shard `shard`'s queue (a remote shard: run `call` in place
-    /// otherwise) and returns, once it is queued, the receiver of its answer. WHY: a shard
+    /// Issue 9: puts `f` in shard `shard`'s queue (a remote shard: `call` runs a local one
+    /// in place) and returns, once it is queued, the receiver of its answer. WHY: a shard
     /// runs its messages in queue order, so whatever anyone queues there after this returns
     /// (a lock release, a read) runs after `f` has started; the caller need not wait for `f`.
     pub(crate) async fn enqueue_on<R, F, Fut>(
@@ -662,11 +652,8 @@ impl Engine {
             exited.push(exit);
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
             let cfg = cfg.clone();
-            let builder = mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus);
-            let builder = match cfg.idle_poll_us {
-                0 => builder,
-                us => builder.spin_before_park(Duration::from_micros(us)),
-            };
+            let builder =
+                mantis_storage::rt::shard_executor_builder(id, cfg.pin_cpus, cfg.idle_poll_us);
             let spawned = builder.spawn(move || async move {
                 let _exit_notice = exit_notice;
                 shard_main(id, cfg, rx, ready_tx).await

@@ -669,11 +669,14 @@ async fn point_target(
     ctx: &mut Ctx,
     w: &Pending<'_>,
 ) -> Result<Vec<(Vec<u8>, Row)>> {
-    let own = w.tx.and_then(|tx| tx.map.get(&row_key));
-    let value = match own {
+    let own = View {
+        handle: w.handle,
+        layers: [None, w.tx],
+    };
+    let value = match own.overlay(&row_key) {
         Some(v) => {
             w.locks.lock_row(t.id, &row_key, LockMode::X).await?;
-            v.clone()
+            v.cloned()
         }
         None => w.locks.lock_row_get(t.id, &row_key, LockMode::X).await?,
     };

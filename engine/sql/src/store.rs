@@ -65,7 +65,7 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    fn overlay(&self, key: &[u8]) -> Option<Option<&Vec<u8>>> {
+    pub(crate) fn overlay(&self, key: &[u8]) -> Option<Option<&Vec<u8>>> {
         for w in self.layers.iter().flatten() {
             if let Some(v) = w.map.get(key) {
                 return Some(v.as_ref());

@@ -124,12 +124,12 @@ async fn lock_here(
 /// held mode at once, so the limit bounds memory and changes no answer.
 const HELD_REMEMBERED_MAX: usize = 4096;
 
-/// What a lock-and-read on a row's shard sends back: whether the lock waited and the row's
-/// value, or why either failed.
+/// What a lock request on another shard sends back: whether the lock waited and, when a read
+/// was asked for, the row's value read under the lock; or why either failed.
 type LockedRead = std::result::Result<
     (
         bool,
-        std::result::Result<Option<Vec<u8>>, mantis_engine::EngineError>,
+        Option<std::result::Result<Option<Vec<u8>>, mantis_engine::EngineError>>,
     ),
     LockError,
 >;
@@ -225,26 +225,48 @@ impl TxnLocks {
         if self.holds(shard, resource, mode) {
             return Ok(false);
         }
-        let (txn, start_seq) = self.txn();
-        self.shards.borrow_mut().insert(shard);
         let waited = if EngineHandle::current_shard() == Some(shard) {
+            let (txn, start_seq) = self.txn();
+            self.shards.borrow_mut().insert(shard);
             lock_here(txn, start_seq, resource, mode)
                 .await
                 .map_err(to_sql)?
         } else {
-            let (tx, rx) = futures::channel::oneshot::channel();
-            self.handle
-                .spawn_on(shard, move || async move {
-                    let _ = tx.send(lock_here(txn, start_seq, resource, mode).await);
-                })
-                .map_err(|e| SqlError::storage("lock", e))?;
-            match rx.await {
-                Ok(r) => r.map_err(to_sql)?,
-                Err(_) => return Err(lost(shard)),
-            }
+            self.lock_there(shard, resource, mode, None).await?.0
         };
         self.note_held(shard, resource, mode);
         Ok(waited)
+    }
+
+    /// Sends the lock request to `shard` (and, with `read`, a read of that key under the
+    /// granted lock, in the same message) and waits for the answer.
+    async fn lock_there(
+        &self,
+        shard: usize,
+        resource: ResourceId,
+        mode: LockMode,
+        read: Option<Vec<u8>>,
+    ) -> Result<(
+        bool,
+        Option<std::result::Result<Option<Vec<u8>>, mantis_engine::EngineError>>,
+    )> {
+        let (txn, start_seq) = self.txn();
+        self.shards.borrow_mut().insert(shard);
+        let (tx, rx) = futures::channel::oneshot::channel::<LockedRead>();
+        let handle = self.handle.clone();
+        self.handle
+            .spawn_on(shard, move || async move {
+                let r = match lock_here(txn, start_seq, resource, mode).await {
+                    Ok(waited) => match read {
+                        Some(key) => Ok((waited, Some(handle.get(&key).await))),
+                        None => Ok((waited, None)),
+                    },
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(r);
+            })
+            .map_err(|e| SqlError::storage("lock", e))?;
+        rx.await.map_err(|_| lost(shard))?.map_err(to_sql)
     }
 
     /// Locks the row with KV key `key` of table `table` in `mode`, as `lock_row`, and reads
@@ -265,23 +287,16 @@ impl TxnLocks {
             self.lock_on(shard, resource, mode).await?;
             return self.handle.get(key).await.map_err(read_err);
         }
-        let (txn, start_seq) = self.txn();
-        self.shards.borrow_mut().insert(shard);
-        let (tx, rx) = futures::channel::oneshot::channel::<LockedRead>();
-        let handle = self.handle.clone();
-        let key = key.to_vec();
-        self.handle
-            .spawn_on(shard, move || async move {
-                let r = match lock_here(txn, start_seq, resource, mode).await {
-                    Ok(waited) => Ok((waited, handle.get(&key).await)),
-                    Err(e) => Err(e),
-                };
-                let _ = tx.send(r);
-            })
-            .map_err(|e| SqlError::storage("lock", e))?;
-        let (_, value) = rx.await.map_err(|_| lost(shard))?.map_err(to_sql)?;
+        let (_, value) = self
+            .lock_there(shard, resource, mode, Some(key.to_vec()))
+            .await?;
         self.note_held(shard, resource, mode);
-        value.map_err(read_err)
+        match value {
+            Some(v) => v.map_err(read_err),
+            None => Err(SqlError::internal(
+                "lock and read answered without the read",
+            )),
+        }
     }
 
     /// Releases every lock of the transaction (COMMIT, ROLLBACK, end of an autocommit

@@ -38,19 +38,24 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 /// A builder for the executor of shard `shard`, pinned to the shard's CPU when `pin` is set
-/// (shard i runs on the i-th allowed CPU, wrapping around when there are more shards).
-pub fn shard_executor_builder(shard: usize, pin: bool) -> LocalExecutorBuilder {
+/// (shard i runs on the i-th allowed CPU, wrapping around when there are more shards), which
+/// polls `idle_poll_us` before it parks (0: parks at once; glommio polls pinned executors only).
+pub fn shard_executor_builder(shard: usize, pin: bool, idle_poll_us: u64) -> LocalExecutorBuilder {
     let cpus = allowed_cpus();
     let placement = if pin && !cpus.is_empty() {
         Placement::Fixed(cpus[shard % cpus.len()])
     } else {
         Placement::Unbound
     };
-    LocalExecutorBuilder::new(placement)
+    let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{shard}"))
         .io_memory(IO_MEMORY_BYTES)
         .ring_depth(256)
-        .preempt_timer(std::time::Duration::from_millis(10))
+        .preempt_timer(std::time::Duration::from_millis(10));
+    match idle_poll_us {
+        0 => builder,
+        us => builder.spin_before_park(Duration::from_micros(us)),
+    }
 }
 
 /// Runs `f` on a fresh unpinned executor on this thread and returns its result. For tools and

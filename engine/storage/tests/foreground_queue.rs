@@ -16,7 +16,7 @@ fn median_round_trip(foreground_queue: bool) -> Duration {
     mantis_storage::rt::raise_memlock_limit().unwrap();
     let (req_tx, req_rx) = flume::bounded::<flume::Sender<()>>(1);
     let (started_tx, started_rx) = flume::bounded::<()>(1);
-    let ex = shard_executor_builder(0, false)
+    let ex = shard_executor_builder(0, false, 0)
         .spawn(move || async move {
             let tq = glommio::executor().create_task_queue(
                 Shares::Static(25),
