@@ -18,6 +18,7 @@
 //! [`flush_audit`] has the audit thread write and fdatasync everything queued, so a clean
 //! exit loses no record (issue 8).
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -245,15 +246,21 @@ fn audit_loop(
     let mut last_flush = Instant::now();
     let mut last_anchor = Instant::now();
     let mut anchored_seq = u64::MAX;
+    let nap = Duration::from_micros(AUDIT_WRITER_NAP_US).min(flush_interval / 4);
     loop {
         let wait = flush_interval.saturating_sub(last_flush.elapsed());
         let open = match rx.recv_timeout(wait) {
             Ok(msg) => {
                 take(&mut writer, msg);
-                // Take what else is queued without waiting.
-                while let Ok(msg) = rx.try_recv() {
-                    take(&mut writer, msg);
-                }
+                drain(&mut writer, &rx);
+                // Nap, then take what came meanwhile. A sender that finds this thread
+                // parked on the channel pays a futex wake and a task switch per message
+                // (issue 8 profile: most of the trail's cost unpipelined); one napping is
+                // not parked on the channel, so senders only queue. Records wait in memory
+                // for the flush timer anyway, so a nap well below it costs no durability,
+                // and the queue bound still blocks a shard that outruns the writer.
+                std::thread::sleep(nap);
+                drain(&mut writer, &rx);
                 true
             }
             Err(RecvTimeoutError::Timeout) => true,
@@ -279,12 +286,23 @@ fn audit_loop(
     }
 }
 
+/// Takes what is queued without waiting.
+fn drain(writer: &mut AuditWriter, rx: &Receiver<AuditMsg>) {
+    while let Ok(msg) = rx.try_recv() {
+        take(writer, msg);
+    }
+}
+
 fn take(writer: &mut AuditWriter, msg: AuditMsg) {
+    // One clock read per message, not per record (issue 8 profile: `clock_gettime` per
+    // record was a fifth of the audit thread's time under -P 16): a pipeline's records were
+    // taken within the same moment, and the chain orders them, not their timestamps.
     match msg {
-        AuditMsg::Record(event) => append(writer, event),
+        AuditMsg::Record(event) => append(writer, now_ms(), event),
         AuditMsg::Records(events) => {
+            let ts_ms = now_ms();
             for event in events {
-                append(writer, event);
+                append(writer, ts_ms, event);
             }
         }
         AuditMsg::Flush(ack) => {
@@ -299,11 +317,11 @@ fn take(writer: &mut AuditWriter, msg: AuditMsg) {
     }
 }
 
-fn append(writer: &mut AuditWriter, event: AuditEvent) {
+fn append(writer: &mut AuditWriter, ts_ms: u64, event: AuditEvent) {
     if writer.is_full() {
         flush(writer);
     }
-    if let Err(e) = writer.append(now_ms(), event) {
+    if let Err(e) = writer.append(ts_ms, event) {
         tracing::error!(error = %e, "audit record lost");
     }
 }
@@ -334,6 +352,11 @@ fn send(msg: AuditMsg) {
         }
     }
 }
+
+/// How long the audit thread sleeps after taking a message before it looks again (capped at a
+/// quarter of `audit_flush_interval_ms`). Measured (docs/benchmarks.md, issue 8): 2 ms saved
+/// ~15% of the daemon's CPU per unpipelined SET with the trail on.
+pub const AUDIT_WRITER_NAP_US: u64 = 1_000;
 
 /// Most records one thread gathers before they are sent, whatever the pipeline: bounds the
 /// pending buffer and how late a record reaches the audit thread.
@@ -436,12 +459,12 @@ pub fn record(protocol: &str, who: &str, from: &str, what: &str, target: String,
         return;
     }
     audit(AuditEvent {
-        who: who.into(),
-        from: from.into(),
-        protocol: protocol.into(),
-        what: what.into(),
-        target,
-        outcome: outcome.into(),
+        who: who.to_owned().into(),
+        from: from.to_owned().into(),
+        protocol: protocol.to_owned().into(),
+        what: what.to_owned().into(),
+        target: target.into(),
+        outcome: outcome.to_owned().into(),
     });
 }
 
@@ -549,7 +572,7 @@ pub fn resp_audit_target(name: &str, flags: &[&str], args: &[Vec<u8>]) -> Option
 pub fn audit_resp(
     client_id: u64,
     authenticated: bool,
-    name: &str,
+    name: &'static str,
     target: Option<String>,
     reply: &crate::resp::reply::Reply,
 ) {
@@ -567,13 +590,14 @@ pub fn audit_resp(
         return;
     }
     // Deferred: sent once per pipeline by the connection's `PendingAudit` guard.
+    // Static strings but for the peer and the key: two allocations per record.
     record_deferred(AuditEvent {
         who: who.into(),
-        from: format!("client:{client_id}"),
+        from: format!("client:{client_id}").into(),
         protocol: "resp".into(),
         what: name.into(),
-        target,
-        outcome: failed.unwrap_or("ok").into(),
+        target: target.into(),
+        outcome: failed.map_or(Cow::Borrowed("ok"), |e| Cow::Owned(e.to_owned())),
     });
 }
 

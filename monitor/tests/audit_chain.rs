@@ -12,7 +12,7 @@ fn event(i: u64) -> AuditEvent {
         from: "127.0.0.1:5000".into(),
         protocol: "resp".into(),
         what: "SET".into(),
-        target: format!("key{i}"),
+        target: format!("key{i}").into(),
         outcome: "ok".into(),
     }
 }
