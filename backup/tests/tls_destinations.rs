@@ -1,5 +1,6 @@
-//! Issue 10: backups to GCS and Azure Blob over TLS. A CA and a server certificate are made
-//! here (rcgen); fake-gcs-server and Azurite serve HTTPS with that certificate on loopback.
+//! Issue 10: backups to S3, GCS and Azure Blob over TLS. A CA and a server certificate are
+//! made here (rcgen); SeaweedFS, fake-gcs-server and Azurite serve HTTPS with that certificate
+//! on loopback.
 //! - with `ca_file` naming that CA, a backup goes up, verifies and restores over TLS;
 //! - trusting only another CA (or only the public web PKI), the connection is refused with a
 //!   [`BackupError::Tls`] at once (no retries, no fallback to plain HTTP);
@@ -11,9 +12,23 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::servers::TlsFiles;
+use common::servers::{TlsFiles, Weed};
 use mantis_backup::dest::azure::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
-use mantis_backup::{Azure, AzureConfig, BackupError, Destination, Gcs, GcsConfig};
+use mantis_backup::{Azure, AzureConfig, BackupError, Destination, Gcs, GcsConfig, S3Config, S3};
+
+const S3_KEY: &str = "mantis-tls-key";
+const S3_SECRET: &str = "mantis-tls-secret";
+
+fn s3(endpoint: &str, ca_file: Option<&Path>, backoff_base_ms: u64) -> Result<S3, BackupError> {
+    let mut cfg = S3Config::new(endpoint, S3_KEY, S3_SECRET);
+    cfg.bucket = "mantis-tls".into();
+    cfg.prefix = "site".into();
+    cfg.part_size_bytes = mantis_backup::dest::s3::PART_SIZE_BYTES_MIN;
+    cfg.retries_max = 3;
+    cfg.backoff_base_ms = backoff_base_ms;
+    cfg.ca_file = ca_file.map(Path::to_path_buf);
+    S3::new(cfg)
+}
 
 fn gcs(endpoint: &str, ca_file: Option<&Path>, backoff_base_ms: u64) -> Result<Gcs, BackupError> {
     let mut cfg = GcsConfig::new(endpoint, None);
@@ -125,4 +140,36 @@ fn azure_backup_round_trip_over_tls_and_untrusted_certificates_refused() {
     // A CA file that holds no certificate is refused when the destination is opened.
     let e = azure(&endpoint, Some(&pki.key_file), 50).err().unwrap();
     assert!(e.to_string().contains("no PEM certificate"), "{e}");
+}
+
+#[test]
+fn s3_backup_round_trip_over_tls_and_untrusted_certificates_refused() {
+    let pki = common::pki::pki();
+    let weed = Weed::start_tls(
+        S3_KEY,
+        S3_SECRET,
+        TlsFiles {
+            cert: &pki.cert_file,
+            key: &pki.key_file,
+        },
+    );
+    let endpoint = weed.endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let dest = s3(&endpoint, Some(&pki.ca_file), 50).unwrap();
+    common::servers::create_bucket_when_up(&dest);
+    // Above the part size: a multipart upload (Content-MD5 on each part) over TLS, signed.
+    let big: Vec<u8> = (0..(mantis_backup::dest::s3::PART_SIZE_BYTES_MIN * 2 + 4096) as u32)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    dest.put("probe/big", &big).unwrap();
+    assert_eq!(dest.get("probe/big").unwrap(), big);
+    common::round_trip(&dest);
+
+    assert_tls_refused(&s3(&endpoint, Some(&pki.rogue_ca_file), REFUSED_BACKOFF_MS).unwrap());
+    assert_tls_refused(&s3(&endpoint, None, REFUSED_BACKOFF_MS).unwrap());
+    // The same server asked for in plain HTTP with a CA: refused before any request.
+    let plain = endpoint.replacen("https://", "http://", 1);
+    let e = s3(&plain, Some(&pki.ca_file), 50).err().unwrap();
+    assert!(matches!(e, BackupError::Invalid(_)), "{e}");
+    assert!(e.to_string().contains("not https"), "{e}");
 }

@@ -171,6 +171,8 @@ pub struct Weed {
     ports: Vec<u16>,
     access_key: String,
     secret_key: String,
+    /// Server certificate and key (PEM) when S3 is served over TLS.
+    tls: Option<(PathBuf, PathBuf)>,
     pub dir: tempfile::TempDir,
 }
 
@@ -213,12 +215,23 @@ impl Weed {
     /// Starts SeaweedFS with S3 credentials `access_key` / `secret_key`; returns once its S3
     /// port listens (the whole stack may answer a few seconds later: retry the first call).
     pub fn start(access_key: &str, secret_key: &str) -> Weed {
+        Weed::start_with(access_key, secret_key, None)
+    }
+
+    /// Like [`Weed::start`], but S3 speaks only HTTPS, with the certificate and key of `tls`.
+    pub fn start_tls(access_key: &str, secret_key: &str, tls: TlsFiles<'_>) -> Weed {
+        let files = (tls.cert.to_path_buf(), tls.key.to_path_buf());
+        Weed::start_with(access_key, secret_key, Some(files))
+    }
+
+    fn start_with(access_key: &str, secret_key: &str, tls: Option<(PathBuf, PathBuf)>) -> Weed {
         let mut weed = Weed {
             child: None,
             s3_port: 0,
             ports: free_ports(10),
             access_key: access_key.into(),
             secret_key: secret_key.into(),
+            tls,
             dir: tempfile::tempdir_in("/var/tmp").unwrap(),
         };
         weed.s3_port = weed.ports[6];
@@ -227,7 +240,8 @@ impl Weed {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.s3_port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -255,7 +269,7 @@ impl Weed {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "SeaweedFS is already running");
         let p = &self.ports;
-        let flags = [
+        let mut flags = vec![
             format!("-dir={}", self.dir.path().display()),
             "-ip=127.0.0.1".into(),
             "-ip.bind=127.0.0.1".into(),
@@ -275,6 +289,11 @@ impl Weed {
             "-admin.ui=false".into(),
             "-master.telemetry=false".into(),
         ];
+        if let Some((cert, key)) = &self.tls {
+            // With a certificate and no separate HTTPS port, the S3 port serves TLS only.
+            flags.push(format!("-s3.cert.file={}", cert.display()));
+            flags.push(format!("-s3.key.file={}", key.display()));
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
