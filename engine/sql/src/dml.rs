@@ -341,22 +341,47 @@ pub(crate) fn new_row_id() -> i64 {
 /// Tries at most this many hidden row ids for one that lands on the inserting shard.
 const LOCAL_ROW_ID_TRIES_MAX: usize = 64;
 
-/// The key of a new row without a primary key, chosen (among fresh hidden ids) to live on the
-/// inserting session's shard when one of the first tries does. WHY: the new key's X lock and
-/// its write then need no message to another shard (pgbench's history INSERT runs inside the
-/// hold of the hot branch row's lock), and a transaction whose other rows are local stays a
-/// one-shard commit. Any id is as good as another: nobody chooses or sees it, and ids stay
-/// increasing per shard.
-fn local_row_key(t: &TableDef, handle: &mantis_engine::EngineHandle) -> Vec<u8> {
-    let here = mantis_engine::EngineHandle::current_shard();
+/// The key of a new row without a primary key, chosen (among fresh hidden ids) to live on
+/// `target` when one of the first tries does. WHY: the new key's X lock and its write then
+/// need no message to another shard (pgbench's history INSERT runs inside the hold of the hot
+/// branch row's lock), and a transaction whose other rows are on one shard stays a one-shard
+/// commit. Any id is as good as another: nobody chooses or sees it, and ids stay increasing
+/// per shard.
+fn row_key_on(
+    t: &TableDef,
+    handle: &mantis_engine::EngineHandle,
+    target: Option<usize>,
+) -> Vec<u8> {
     let mut key = keys::row_key(t.id, &[Value::Int64(new_row_id())]);
     for _ in 1..LOCAL_ROW_ID_TRIES_MAX {
-        if here.is_none() || here == Some(handle.shard_for(&key)) {
+        if target.is_none() || target == Some(handle.shard_for(&key)) {
             break;
         }
         key = keys::row_key(t.id, &[Value::Int64(new_row_id())]);
     }
     key
+}
+
+/// Most keys of a transaction's buffered writes looked at to find the shards it writes on.
+const WRITE_SET_KEYS_SCANNED_MAX: usize = 64;
+
+/// Where a transaction's one-row INSERT puts a hidden-id row: the session's shard when the
+/// transaction writes nothing elsewhere (or writes there too), else a shard it already writes
+/// on — so a transaction whose rows all live on one other shard stays a one-shard commit
+/// (pgbench's account, teller and branch rows share a shard a quarter of the time). None (any
+/// shard) for a session off the shards that has written nothing yet.
+fn hidden_row_shard(handle: &mantis_engine::EngineHandle, writes: &[&Writes]) -> Option<usize> {
+    let here = mantis_engine::EngineHandle::current_shard();
+    let mut elsewhere = None;
+    let keys = writes.iter().flat_map(|w| w.map.keys());
+    for key in keys.take(WRITE_SET_KEYS_SCANNED_MAX) {
+        let shard = handle.shard_for(key);
+        if Some(shard) == here {
+            return here;
+        }
+        elsewhere.get_or_insert(shard);
+    }
+    elsewhere.or(here)
 }
 
 pub(crate) fn fit(t: &TableDef, c: usize, v: Value) -> Result<Value> {
@@ -537,14 +562,16 @@ pub async fn run_insert(p: &InsertPlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
         full_rows.push(row);
     }
     let mut count = 0u64;
-    // A one-row INSERT inside a transaction keeps a hidden-id row on its own shard; other
-    // inserts spread their rows over the shards, as bulk loads and scans want.
+    // A one-row INSERT inside a transaction keeps a hidden-id row on a shard it already
+    // writes on ([`hidden_row_shard`]); other inserts spread their rows over the shards, as
+    // bulk loads and scans want.
     let keep_local = w.tx.is_some() && full_rows.len() == 1;
     for row in full_rows {
         let key = if t.has_pk() {
             pk_key(t, &row)
         } else if keep_local {
-            local_row_key(t, w.handle)
+            let written: Vec<&Writes> = w.tx.into_iter().chain([&w.stmt]).collect();
+            row_key_on(t, w.handle, hidden_row_shard(w.handle, &written))
         } else {
             keys::row_key(t.id, &[Value::Int64(new_row_id())])
         };
