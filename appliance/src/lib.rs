@@ -2,6 +2,7 @@
 //! run on every shard's executor, metrics, health, and the process lifecycle (signals,
 //! sd_notify, graceful shutdown). The binary in `main.rs` only wires these together.
 
+pub mod background;
 pub mod backup_health;
 pub mod backup_schedule;
 pub mod config;

@@ -1,8 +1,9 @@
 //! Issue 10: `POST /api/v1/backups` to `gs://` and `az://` on a real mantisd, against a real
-//! fake-gcs-server and a real Azurite on loopback (installed by `.ci/run`; the same server
-//! starters as the backup crate's tests). A full and then an incremental backup job run to
-//! their end; both verify and restore into data directories a new mantisd serves with every
-//! key written before the job started.
+//! fake-gcs-server and a real Azurite on loopback, and to `s3://` over TLS against SeaweedFS
+//! serving a test CA's certificate (installed by `.ci/run`; the same server starters as the
+//! backup crate's tests). A full and then an incremental backup job run to their end; both
+//! verify and restore into data directories a new mantisd serves with every key written
+//! before the job started.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,11 +11,14 @@ mod common;
 #[path = "../../backup/tests/common/servers.rs"]
 mod servers;
 
+#[path = "../../backup/tests/common/pki.rs"]
+mod pki;
+
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Options};
 use mantis_backup::dest::azure::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
-use mantis_backup::{Azure, AzureConfig, Destination, Gcs, GcsConfig};
+use mantis_backup::{Azure, AzureConfig, Destination, Gcs, GcsConfig, S3Config, S3};
 
 fn json(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let r = d.http(method, path, &[], body.as_bytes());
@@ -142,4 +146,55 @@ fn backup_jobs_to_azure_through_the_daemon() {
         r#""azure":{{"account":"{DEV_ACCOUNT}","key":"{DEV_ACCOUNT_KEY}","endpoint":"{endpoint}"}}"#
     );
     full_then_incremental("az://daemon-backups/site/a", &settings, &dest);
+}
+
+/// `ca_file` through the daemon: the request body names a CA file on the daemon's host, and
+/// the daemon's own S3 client trusts that CA (and only it) for the job's connections.
+#[test]
+fn backup_jobs_to_s3_over_tls_through_the_daemon() {
+    const KEY: &str = "mantis-daemon-tls-key";
+    const SECRET: &str = "mantis-daemon-tls-secret";
+    let pki = pki::pki();
+    let weed = servers::Weed::start_tls(
+        KEY,
+        SECRET,
+        servers::TlsFiles {
+            cert: &pki.cert_file,
+            key: &pki.key_file,
+        },
+    );
+    let endpoint = weed.endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let mut cfg = S3Config::new(&endpoint, KEY, SECRET);
+    cfg.bucket = "daemon-tls".into();
+    cfg.prefix = "site/a".into();
+    cfg.ca_file = Some(pki.ca_file.clone());
+    let dest = S3::new(cfg).unwrap();
+    servers::create_bucket_when_up(&dest);
+    let settings = |ca: &std::path::Path| {
+        format!(
+            r#""s3":{{"endpoint":"{endpoint}","access_key":"{KEY}","secret_key":"{SECRET}","ca_file":"{}"}}"#,
+            ca.display()
+        )
+    };
+    // A CA that did not sign the server's certificate: the job fails, saying why, and
+    // nothing is stored.
+    let d = Daemon::start(Options::default());
+    put_keys(&d, "one", 0..10);
+    let body = format!(
+        r#"{{"to":"s3://daemon-tls/site/a","kind":"full",{}}}"#,
+        settings(&pki.rogue_ca_file)
+    );
+    let (code, started) = json(&d, "POST", "/api/v1/backups", &body);
+    assert_eq!(code, 202, "{started}");
+    let job = wait_job(&d, started["job"].as_u64().unwrap());
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("tls") && error.contains("certificate"),
+        "{job}"
+    );
+    assert!(mantis_backup::list_backups(&dest).unwrap().is_empty());
+    drop(d);
+    full_then_incremental("s3://daemon-tls/site/a", &settings(&pki.ca_file), &dest);
 }

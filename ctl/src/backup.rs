@@ -137,6 +137,10 @@ pub enum BackupCommand {
         /// Upload only files the newest backup in DEST does not hold.
         #[arg(long)]
         incremental: bool,
+        /// Most bytes per second the daemon reads checkpoint files at (0: no limit; default:
+        /// the daemon's, 32 MiB/s, which keeps commits on the same disk at their latency).
+        #[arg(long)]
+        read_rate_bytes_per_sec: Option<u64>,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -186,8 +190,9 @@ pub fn run(command: Command) -> ExitCode {
             server,
             to,
             incremental,
+            read_rate_bytes_per_sec,
             s3,
-        }) => create(&server, &to, incremental, &s3),
+        }) => create(&server, &to, incremental, read_rate_bytes_per_sec, &s3),
         Command::Backup(BackupCommand::List { dest, s3 }) => list(&dest, &s3),
         Command::Backup(BackupCommand::Verify { dest, id, s3 }) => verify(&dest, id, &s3),
         Command::Restore {
@@ -256,12 +261,21 @@ fn call(req: ureq::Request, body: Option<&Value>) -> Result<Value, String> {
     }
 }
 
-fn create(server: &str, to: &str, incremental: bool, s3: &S3Args) -> Result<(), String> {
+fn create(
+    server: &str,
+    to: &str,
+    incremental: bool,
+    read_rate_bytes_per_sec: Option<u64>,
+    s3: &S3Args,
+) -> Result<(), String> {
     let base = server.trim_end_matches('/');
     let mut body = json!({
         "to": to,
         "kind": if incremental { "incremental" } else { "full" },
     });
+    if let Some(rate) = read_rate_bytes_per_sec {
+        body["read_rate_bytes_per_sec_max"] = json!(rate);
+    }
     if let Some(cfg) = s3.config() {
         body["s3"] = json!({
             "endpoint": cfg.endpoint,

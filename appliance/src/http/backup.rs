@@ -196,10 +196,17 @@ struct AzureRequest {
     ca_file: Option<std::path::PathBuf>,
 }
 
+/// How fast a backup reads checkpoint files unless the request says otherwise: 1 GiB in
+/// about 32 s, while the commits on the same disk keep their latency (docs/backup.md,
+/// "Backup under load").
+pub const BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT: u64 = 32 << 20;
+
 #[derive(Deserialize, Default)]
 struct BackupRequest {
     to: String,
     kind: Option<String>,
+    /// Reads of checkpoint files at most this fast; 0 for no limit.
+    read_rate_bytes_per_sec_max: Option<u64>,
     s3: Option<S3Request>,
     gcs: Option<GcsRequest>,
     azure: Option<AzureRequest>,
@@ -391,8 +398,12 @@ async fn start_backup(shared: &Shared, req: Request<Incoming>) -> Result<HttpRes
         }
     };
     update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
+    let read_rate = r
+        .read_rate_bytes_per_sec_max
+        .unwrap_or(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT);
     let opts = BackupOptions {
         incremental: kind == "incremental",
+        read_rate_bytes_per_sec_max: Some(read_rate).filter(|&r| r > 0),
         ..BackupOptions::default()
     };
     let spawned = std::thread::Builder::new()
@@ -421,6 +432,7 @@ fn upload(
     cp: CheckpointMeta,
     opts: BackupOptions,
 ) {
+    crate::background::lower_this_thread("backup upload", crate::background::BACKUP_UPLOAD_NICE);
     if let Some(m) = metrics() {
         m.running.set(1);
     }
@@ -555,6 +567,7 @@ pub async fn start_job(
     update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
     let opts = BackupOptions {
         incremental: kind == "incremental",
+        read_rate_bytes_per_sec_max: Some(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT),
         ..BackupOptions::default()
     };
     let spawned = std::thread::Builder::new()
