@@ -84,7 +84,13 @@ async fn run_once(shared: &Arc<Shared>, schedule: &Schedule) -> Result<String, S
     let dest = mantis_backup::open_destination_with(&schedule.spec, &configs)
         .map_err(|e| e.to_string())?;
     tracing::info!(schedule = %schedule.config.name, destination = %dest.describe(), "scheduled backup starting");
-    let job = crate::http::backup::start_job(shared, dest, &schedule.config.kind).await?;
+    let job = crate::http::backup::start_job(
+        shared,
+        dest,
+        &schedule.config.kind,
+        schedule.config.read_rate_bytes_per_sec_max,
+    )
+    .await?;
     loop {
         if let Some(outcome) = crate::http::backup::job_outcome(job) {
             return outcome;

@@ -48,7 +48,7 @@ fn scheduled_backups_notify_failure_and_recovery_and_apply_retention() {
     let config = format!(
         "[[monitor.channels]]\nname = \"file\"\nkind = \"file\"\npath = \"{}\"\n\n\
          [[backup_schedule]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nkind = \"full\"\n\
-         destination = \"{}\"\nretention = {{ keep_last = 2 }}\n",
+         destination = \"{}\"\nretention = {{ keep_last = 2 }}\nread_rate_bytes_per_sec_max = 0\n",
         alerts.display(),
         dest_dir.display()
     );

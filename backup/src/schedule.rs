@@ -45,6 +45,9 @@ pub struct ScheduleConfig {
     /// Issue 10: PEM CA certificates trusted for the destination's `https://` endpoint
     /// (a private CA); unset trusts the public web PKI.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Issue 10: most bytes per second the run reads checkpoint files at (0: no limit;
+    /// unset: the daemon's default, which keeps commits on the same disk at their latency).
+    pub read_rate_bytes_per_sec_max: Option<u64>,
 }
 
 fn default_kind() -> String {
@@ -169,6 +172,7 @@ mod tests {
             azure_account: None,
             azure_key: None,
             ca_file: None,
+            read_rate_bytes_per_sec_max: None,
         }
     }
 

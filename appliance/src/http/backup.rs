@@ -550,6 +550,7 @@ pub async fn start_job(
     shared: &Shared,
     dest: Box<dyn mantis_backup::Destination>,
     kind: &str,
+    read_rate_bytes_per_sec_max: Option<u64>,
 ) -> Result<u64, String> {
     let job = register_job(&dest.describe(), kind).map_err(|e| e.message)?;
     let root = root(shared);
@@ -565,9 +566,10 @@ pub async fn start_job(
         }
     };
     update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
+    let read_rate = read_rate_bytes_per_sec_max.unwrap_or(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT);
     let opts = BackupOptions {
         incremental: kind == "incremental",
-        read_rate_bytes_per_sec_max: Some(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT),
+        read_rate_bytes_per_sec_max: Some(read_rate).filter(|&r| r > 0),
         ..BackupOptions::default()
     };
     let spawned = std::thread::Builder::new()
