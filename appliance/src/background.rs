@@ -71,29 +71,40 @@ pub fn this_thread_io_priority() -> std::io::Result<libc::c_long> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
     /// The niceness of the calling thread, from field 19 of `/proc/thread-self/stat`.
-    fn own_nice() -> i32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    fn own_nice() -> TestResult<i32> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
         // The command name (field 2) may hold spaces: count fields after its ')'.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(16).unwrap().parse().unwrap()
+        let name_end = stat.rfind(')').ok_or("no ')' in stat")?;
+        let field = stat[name_end + 2..]
+            .split(' ')
+            .nth(16)
+            .ok_or("short stat")?;
+        Ok(field.parse()?)
     }
 
     #[test]
-    fn lowers_only_the_calling_thread() {
-        let before = own_nice();
-        let io_before = super::this_thread_io_priority().unwrap();
-        let (nice, io) = std::thread::spawn(|| {
+    fn lowers_only_the_calling_thread() -> TestResult {
+        let before = own_nice()?;
+        let io_before = super::this_thread_io_priority()?;
+        let (nice, io) = std::thread::spawn(|| -> Result<(i32, libc::c_long), String> {
             super::lower_this_thread("test", super::BACKUP_UPLOAD_NICE);
-            (own_nice(), super::this_thread_io_priority().unwrap())
+            let nice = own_nice().map_err(|e| e.to_string())?;
+            let io = super::this_thread_io_priority().map_err(|e| e.to_string())?;
+            Ok((nice, io))
         })
         .join()
-        .unwrap();
+        .map_err(|_| "the lowered thread panicked")??;
         assert_eq!(nice, super::BACKUP_UPLOAD_NICE);
         assert_eq!(io, super::IOPRIO_IDLE, "the idle I/O class");
-        assert_eq!(own_nice(), before, "the spawning thread keeps its priority");
-        assert_eq!(super::this_thread_io_priority().unwrap(), io_before);
+        assert_eq!(
+            own_nice()?,
+            before,
+            "the spawning thread keeps its priority"
+        );
+        assert_eq!(super::this_thread_io_priority()?, io_before);
+        Ok(())
     }
 }

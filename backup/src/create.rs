@@ -286,50 +286,49 @@ fn upload_one(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn source(dir: &Path, len: usize) -> (Source, Vec<u8>) {
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn source(dir: &Path, len: usize) -> TestResult<(Source, Vec<u8>)> {
         let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
         let local = dir.join("f.seg");
-        std::fs::write(&local, &bytes).unwrap();
+        std::fs::write(&local, &bytes)?;
         let src = Source {
             local,
             path: "shard-0/f.seg".into(),
             size_bytes: len as u64,
         };
-        (src, bytes)
+        Ok((src, bytes))
     }
 
     /// The limit holds as a lower bound on the time taken (sleeping cannot make it faster),
     /// and pacing changes nothing of what is read.
     #[test]
-    fn paced_reads_take_their_slots_and_read_the_same_bytes() {
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    fn paced_reads_take_their_slots_and_read_the_same_bytes() -> TestResult {
+        let dir = tempfile::tempdir_in("/var/tmp")?;
         let len = 8 * READ_CHUNK_BYTES + 1000;
-        let (src, bytes) = source(dir.path(), len);
-        assert_eq!(ReadPacer::new(None).read(&src).unwrap(), bytes);
-        assert_eq!(
-            ReadPacer::new(Some(0)).read(&src).unwrap(),
-            bytes,
-            "0: no limit"
-        );
+        let (src, bytes) = source(dir.path(), len)?;
+        assert_eq!(ReadPacer::new(None).read(&src)?, bytes);
+        assert_eq!(ReadPacer::new(Some(0)).read(&src)?, bytes, "0: no limit");
         let rate = 16 * READ_CHUNK_BYTES as u64; // 16 chunks per second
         let started = std::time::Instant::now();
-        assert_eq!(ReadPacer::new(Some(rate)).read(&src).unwrap(), bytes);
+        assert_eq!(ReadPacer::new(Some(rate)).read(&src)?, bytes);
         // Nine reads: the ninth starts once eight full slots of 1/16 s have passed.
         let floor = std::time::Duration::from_millis(8 * 1000 / 16);
         assert!(started.elapsed() >= floor, "{:?}", started.elapsed());
+        Ok(())
     }
 
     /// A file whose length is an exact number of chunks ends with an empty read, not an
     /// error, and an empty file reads as empty.
     #[test]
-    fn whole_chunks_and_empty_files_read_exactly() {
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    fn whole_chunks_and_empty_files_read_exactly() -> TestResult {
+        let dir = tempfile::tempdir_in("/var/tmp")?;
         for len in [0, READ_CHUNK_BYTES, 3 * READ_CHUNK_BYTES] {
-            let (src, bytes) = source(dir.path(), len);
-            assert_eq!(ReadPacer::new(None).read(&src).unwrap(), bytes, "{len}");
+            let (src, bytes) = source(dir.path(), len)?;
+            assert_eq!(ReadPacer::new(None).read(&src)?, bytes, "{len}");
         }
+        Ok(())
     }
 }

@@ -523,7 +523,8 @@ mod tests {
     }
 
     #[test]
-    fn plain_strings_skip_the_escaper_and_match_serde_json() {
+    fn plain_strings_skip_the_escaper_and_match_serde_json(
+    ) -> Result<(), Box<dyn std::error::Error>> {
         // Every character below 0x100 alone, inside plain text, and a few beyond: the fast
         // path must decide "plain" exactly when serde_json would write the bytes unchanged.
         let mut values: Vec<String> = (0u32..0x100)
@@ -533,13 +534,14 @@ mod tests {
         values.extend(["", "client:12", "\u{7f}\u{2028}é😀", "a\"b"].map(String::from));
         for value in values {
             let mut mine = Vec::new();
-            push_json_str(&mut mine, &value).unwrap();
+            push_json_str(&mut mine, &value)?;
             assert_eq!(
-                String::from_utf8(mine).unwrap(),
-                serde_json::to_string(&value).unwrap(),
+                String::from_utf8(mine)?,
+                serde_json::to_string(&value)?,
                 "{value:?}"
             );
         }
+        Ok(())
     }
 
     #[test]

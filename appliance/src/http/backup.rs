@@ -201,6 +201,11 @@ struct AzureRequest {
 /// "Backup under load").
 pub const BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT: u64 = 32 << 20;
 
+/// The read limit of a backup asked for with `requested` (None: the default; 0: no limit).
+fn read_rate(requested: Option<u64>) -> Option<u64> {
+    Some(requested.unwrap_or(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT)).filter(|&r| r > 0)
+}
+
 #[derive(Deserialize, Default)]
 struct BackupRequest {
     to: String,
@@ -398,12 +403,9 @@ async fn start_backup(shared: &Shared, req: Request<Incoming>) -> Result<HttpRes
         }
     };
     update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
-    let read_rate = r
-        .read_rate_bytes_per_sec_max
-        .unwrap_or(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT);
     let opts = BackupOptions {
         incremental: kind == "incremental",
-        read_rate_bytes_per_sec_max: Some(read_rate).filter(|&r| r > 0),
+        read_rate_bytes_per_sec_max: read_rate(r.read_rate_bytes_per_sec_max),
         ..BackupOptions::default()
     };
     let spawned = std::thread::Builder::new()
@@ -566,10 +568,9 @@ pub async fn start_job(
         }
     };
     update_job(job, |j| j.checkpoint = Some(cp.id.clone()));
-    let read_rate = read_rate_bytes_per_sec_max.unwrap_or(BACKUP_READ_RATE_BYTES_PER_SEC_DEFAULT);
     let opts = BackupOptions {
         incremental: kind == "incremental",
-        read_rate_bytes_per_sec_max: Some(read_rate).filter(|&r| r > 0),
+        read_rate_bytes_per_sec_max: read_rate(read_rate_bytes_per_sec_max),
         ..BackupOptions::default()
     };
     let spawned = std::thread::Builder::new()

@@ -370,10 +370,14 @@ const WRITE_SET_KEYS_SCANNED_MAX: usize = 64;
 /// on — so a transaction whose rows all live on one other shard stays a one-shard commit
 /// (pgbench's account, teller and branch rows share a shard a quarter of the time). None (any
 /// shard) for a session off the shards that has written nothing yet.
-fn hidden_row_shard(handle: &mantis_engine::EngineHandle, writes: &[&Writes]) -> Option<usize> {
+fn hidden_row_shard(
+    handle: &mantis_engine::EngineHandle,
+    tx: Option<&Writes>,
+    stmt: &Writes,
+) -> Option<usize> {
     let here = mantis_engine::EngineHandle::current_shard();
     let mut elsewhere = None;
-    let keys = writes.iter().flat_map(|w| w.map.keys());
+    let keys = tx.into_iter().chain([stmt]).flat_map(|w| w.map.keys());
     for key in keys.take(WRITE_SET_KEYS_SCANNED_MAX) {
         let shard = handle.shard_for(key);
         if Some(shard) == here {
@@ -570,8 +574,7 @@ pub async fn run_insert(p: &InsertPlan, ctx: &mut Ctx, w: &mut Pending<'_>) -> R
         let key = if t.has_pk() {
             pk_key(t, &row)
         } else if keep_local {
-            let written: Vec<&Writes> = w.tx.into_iter().chain([&w.stmt]).collect();
-            row_key_on(t, w.handle, hidden_row_shard(w.handle, &written))
+            row_key_on(t, w.handle, hidden_row_shard(w.handle, w.tx, &w.stmt))
         } else {
             keys::row_key(t.id, &[Value::Int64(new_row_id())])
         };
